@@ -1,0 +1,30 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Mandate",
+    products: [
+        .executable(name: "mandate", targets: ["mandate"]),
+        .executable(name: "mandate-bench", targets: ["MandateBench"]),
+    ],
+    targets: [
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "CMandateShim", dependencies: ["COpenSSL", "CCurl"]),
+        // Crypto and I/O layers: the only modules that import C.
+        .target(name: "MandateCrypto", dependencies: ["CSodium", "COpenSSL", "CMandateShim"]),
+        .target(name: "MandateHTTP"),
+        // The pipeline: parse → prove possession → walk the chain → decide.
+        .target(name: "MandateCore", dependencies: ["MandateCrypto", "MandateHTTP"]),
+        // Event loops, connections, forwarding with libcurl, audit output.
+        .target(name: "MandateServer", dependencies: ["MandateCore", "MandateHTTP", "CMandateShim", "CCurl"]),
+        .executableTarget(name: "mandate", dependencies: ["MandateServer", "MandateCore", "MandateCrypto"]),
+        .executableTarget(name: "MandateBench", dependencies: ["MandateCore", "MandateHTTP", "MandateCrypto"],
+                          path: "Benchmarks/MandateBench"),
+        .testTarget(name: "MandateCoreTests", dependencies: ["MandateCore", "MandateCrypto"]),
+        .testTarget(name: "MandateHTTPTests", dependencies: ["MandateHTTP"]),
+    ]
+)

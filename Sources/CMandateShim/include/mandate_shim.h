@@ -1,0 +1,57 @@
+// What Swift cannot import directly: variadic C functions, function-like macros, packed structs.
+#ifndef MANDATE_SHIM_H
+#define MANDATE_SHIM_H
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <curl/curl.h>
+
+// MARK: libcurl (curl_easy_setopt / curl_multi_setopt / curl_easy_getinfo are variadic)
+CURLcode mandate_curl_easy_setopt_long(CURL *h, CURLoption o, long v);
+CURLcode mandate_curl_easy_setopt_off(CURL *h, CURLoption o, curl_off_t v);
+CURLcode mandate_curl_easy_setopt_ptr(CURL *h, CURLoption o, const void *v);
+CURLcode mandate_curl_easy_setopt_write(CURL *h, CURLoption o,
+    size_t (*cb)(char *, size_t, size_t, void *));
+CURLcode mandate_curl_easy_setopt_xferinfo(CURL *h,
+    int (*cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t));
+CURLcode mandate_curl_easy_getinfo_long(CURL *h, CURLINFO i, long *out);
+CURLcode mandate_curl_easy_getinfo_ptr(CURL *h, CURLINFO i, void **out);
+CURLMcode mandate_curl_multi_setopt_long(CURLM *m, CURLMoption o, long v);
+CURLMcode mandate_curl_multi_setopt_ptr(CURLM *m, CURLMoption o, void *v);
+CURLMcode mandate_curl_multi_setopt_socketfn(CURLM *m,
+    int (*cb)(CURL *, curl_socket_t, int, void *, void *));
+CURLMcode mandate_curl_multi_setopt_timerfn(CURLM *m, int (*cb)(CURLM *, long, void *));
+// CURLMsg holds a union; return its fields.
+int mandate_curl_multi_info_read(CURLM *m, CURL **easy, CURLcode *result);
+
+// MARK: epoll, eventfd, accept4 (struct epoll_event is packed on x86_64)
+typedef struct { uint32_t events; uint64_t data; } mandate_event;
+enum {
+    MANDATE_EPOLLIN = 0x001, MANDATE_EPOLLOUT = 0x004, MANDATE_EPOLLERR = 0x008,
+    MANDATE_EPOLLHUP = 0x010, MANDATE_EPOLLRDHUP = 0x2000, MANDATE_EPOLLET = (int)(1u << 31)
+};
+int mandate_epoll_create(void);
+int mandate_epoll_add(int ep, int fd, uint32_t events, uint64_t data);
+int mandate_epoll_mod(int ep, int fd, uint32_t events, uint64_t data);
+int mandate_epoll_del(int ep, int fd);
+int mandate_epoll_wait(int ep, mandate_event *out, int max, int timeout_ms);
+int mandate_eventfd(void);
+int mandate_accept4(int fd, struct sockaddr *addr, socklen_t *len);
+int mandate_listen_socket(const char *host, int port, int reuseport, int backlog);
+int mandate_set_nodelay(int fd);
+int mandate_peer_name(int fd, char *out, size_t outlen);
+
+// MARK: OpenSSL P-256 (macros and EVP plumbing kept out of Swift)
+typedef struct evp_pkey_st mandate_p256_key;
+// 65-byte uncompressed SEC1 point; NULL when the point is not on the curve.
+mandate_p256_key *mandate_p256_key_new(const uint8_t pub[65]);
+void mandate_p256_key_free(mandate_p256_key *k);
+// 33-byte compressed point to 65-byte uncompressed; 1 on success.
+int mandate_p256_decompress(const uint8_t in[33], uint8_t out[65]);
+// Raw r||s; scalars outside [1, n-1] are refused. 1 when valid.
+int mandate_p256_verify(mandate_p256_key *k, const uint8_t *msg, size_t len, const uint8_t sig[64]);
+int mandate_p256_generate(uint8_t priv[32], uint8_t pub[65]);
+int mandate_p256_public_from_private(const uint8_t priv[32], uint8_t pub[65]);
+int mandate_p256_sign(const uint8_t priv[32], const uint8_t *msg, size_t len, uint8_t sig[64]);
+#endif

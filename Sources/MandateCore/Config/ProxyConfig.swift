@@ -1,0 +1,75 @@
+/// The whole configuration, parsed once into an immutable value (see `ConfigParser`).
+public struct ProxyConfig: Sendable {
+    public struct Listen: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) { self.host = host; self.port = port }
+    }
+
+    public struct Principal: Sendable, Equatable {
+        public var did: String
+        public var name: String
+        public init(did: String, name: String) { self.did = did; self.name = name }
+    }
+
+    public enum Effect: String, Sendable { case allow, deny, approve }
+
+    public struct Route: Sendable, Equatable {
+        /// Normalised path prefix (plain byte prefix, as nginx's prefix locations).
+        public var prefix: String
+        /// Empty means any method.
+        public var methods: [String]
+        /// Every one is required.
+        public var scopes: [String]
+        public var effect: Effect
+        /// Empty means any enrolled principal / any agent.
+        public var principals: [String]
+        public var agents: [String]
+        /// `file:line` of the block, for logs.
+        public var origin: String
+        public init(prefix: String, methods: [String] = [], scopes: [String] = [], effect: Effect,
+                    principals: [String] = [], agents: [String] = [], origin: String = "") {
+            self.prefix = prefix; self.methods = methods; self.scopes = scopes; self.effect = effect
+            self.principals = principals; self.agents = agents; self.origin = origin
+        }
+    }
+
+    public var listen: [Listen] = [Listen(host: "127.0.0.1", port: 8080)]
+    /// Event loops; 0 means one per core.
+    public var workers: Int = 0
+    /// Scheme, host and optional port that agents address (DPoP `htu` is checked against it).
+    public var publicOrigin: String = "http://127.0.0.1:8080"
+    /// Required in `aud` when a delegation carries one; defaults to `publicOrigin`.
+    public var audience: String? = nil
+    public var upstream: String = "http://127.0.0.1:9000"
+    public var principals: [Principal] = []
+    public var routes: [Route] = []
+
+    // Chain rules
+    public var maxChainLength: Int = 5
+    public var clockSkew: Int64 = 30
+    public var maxDelegationLifetime: Int64 = 24 * 3600
+    // DPoP (RFC 9449 §11.1)
+    public var dpopMaxAge: Int64 = 60
+    public var dpopFutureSkew: Int64 = 5
+    public var replayCacheSize: Int = 1 << 20
+    public var chainCacheSize: Int = 10_000
+
+    // HTTP limits and timeouts (seconds)
+    public var clientMaxBodySize: Int = 10 << 20
+    public var maxHeaderBytes: Int = 32 << 10
+    public var maxHeaderCount: Int = 100
+    public var maxURILength: Int = 8 << 10
+    public var headerTimeout: Double = 10
+    public var idleTimeout: Double = 60
+    public var upstreamConnectTimeout: Double = 5
+    public var upstreamTimeout: Double = 60
+    /// Peers whose X-Forwarded-* headers are believed (addresses or CIDR blocks).
+    public var trustedProxies: [String] = []
+    /// "stdout", "off", or a file path.
+    public var accessLog: String = "stdout"
+
+    public init() {}
+
+    public var effectiveAudience: String { audience ?? publicOrigin }
+}

@@ -1,0 +1,104 @@
+/// A refusal as a value: the HTTP status, the machine code (RFC 6750 / RFC 9449 names where they
+/// exist), a description for the client, and a detail for the audit log only.
+public struct Denial: Error, Sendable, Equatable {
+    public enum Code: String, Sendable {
+        case invalidRequest = "invalid_request"          // RFC 6750 §3.1
+        case invalidToken = "invalid_token"              // RFC 6750 §3.1
+        case invalidDPoPProof = "invalid_dpop_proof"     // RFC 9449 §7.1
+        case insufficientScope = "insufficient_scope"    // RFC 6750 §3.1
+        case accessDenied = "access_denied"
+        case approvalRequired = "approval_required"
+        case payloadTooLarge = "payload_too_large"
+        case headersTooLarge = "request_header_fields_too_large"
+        case uriTooLong = "uri_too_long"
+        case requestTimeout = "request_timeout"
+        case badGateway = "bad_gateway"
+        case gatewayTimeout = "gateway_timeout"
+        case methodNotAllowed = "method_not_allowed"
+        case versionNotSupported = "http_version_not_supported"
+    }
+
+    public var status: Int
+    public var code: Code
+    public var description: String
+    /// Extra auth-params for WWW-Authenticate (e.g. `scope`).
+    public var requiredScope: String?
+
+    public init(_ code: Code, _ description: String, status: Int? = nil, requiredScope: String? = nil) {
+        self.code = code
+        self.description = description
+        self.requiredScope = requiredScope
+        self.status = status ?? code.defaultStatus
+    }
+
+    /// RFC 9449 §7.1 / RFC 6750 §3: the challenge for 401s and scope failures.
+    public var wwwAuthenticate: String? {
+        switch code {
+        case .invalidToken, .invalidDPoPProof, .insufficientScope:
+            var v = "DPoP error=\"\(code.rawValue)\", error_description=\"\(Self.quotable(description))\""
+            if let s = requiredScope { v += ", scope=\"\(Self.quotable(s))\"" }
+            return v + ", algs=\"EdDSA ES256\""
+        default:
+            return nil
+        }
+    }
+
+    /// `{error, error_description, request_id}`.
+    public func jsonBody(requestID: String) -> [UInt8] {
+        var s = "{\"error\":"
+        JSONText.appendString(code.rawValue, to: &s)
+        s += ",\"error_description\":"
+        JSONText.appendString(description, to: &s)
+        s += ",\"request_id\":"
+        JSONText.appendString(requestID, to: &s)
+        s += "}\n"
+        return Array(s.utf8)
+    }
+
+    private static func quotable(_ s: String) -> String {
+        String(s.unicodeScalars.filter { $0 != "\"" && $0 != "\\" && $0.value >= 0x20 && $0.value < 0x7f }
+            .map(Character.init))
+    }
+}
+
+extension Denial.Code {
+    public var defaultStatus: Int {
+        switch self {
+        case .invalidRequest: 400
+        case .invalidToken, .invalidDPoPProof: 401
+        case .insufficientScope, .accessDenied, .approvalRequired: 403
+        case .methodNotAllowed: 405
+        case .requestTimeout: 408
+        case .payloadTooLarge: 413
+        case .uriTooLong: 414
+        case .headersTooLarge: 431
+        case .badGateway: 502
+        case .gatewayTimeout: 504
+        case .versionNotSupported: 505
+        }
+    }
+}
+
+/// JSON output helpers (escaping per RFC 8259 §7).
+public enum JSONText {
+    public static func appendString(_ value: String, to out: inout String) {
+        out.append("\"")
+        for u in value.unicodeScalars {
+            switch u {
+            case "\"": out.append("\\\"")
+            case "\\": out.append("\\\\")
+            case "\n": out.append("\\n")
+            case "\r": out.append("\\r")
+            case "\t": out.append("\\t")
+            default:
+                if u.value < 0x20 {
+                    let hex = String(u.value, radix: 16)
+                    out.append("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        out.append("\"")
+    }
+}

@@ -1,0 +1,39 @@
+import CSodium
+
+public enum SHA256 {
+    public static func hash(_ data: some Collection<UInt8>) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        withBytes(data) { buf in
+            _ = crypto_hash_sha256(&out, buf.baseAddress, UInt64(buf.count))
+        }
+        return out
+    }
+}
+
+public enum Random {
+    public static func bytes(_ count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        randombytes_buf(&out, count)
+        return out
+    }
+}
+
+/// Constant-time equality for secrets and MACs: the time depends on the length only.
+public func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    guard a.count == b.count else { return false }
+    var diff: UInt8 = 0
+    for (x, y) in zip(a, b) { diff |= x ^ y }
+    return diff == 0
+}
+
+public enum Sodium {
+    /// sodium_init is idempotent and thread-safe; call before first use.
+    public static let ready: Bool = sodium_init() >= 0
+}
+
+/// Contiguous bytes without a copy for arrays and slices.
+@usableFromInline
+func withBytes<C: Collection<UInt8>, R>(_ c: C, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    if let r = c.withContiguousStorageIfAvailable(body) { return r }
+    return Array(c).withUnsafeBufferPointer(body)
+}
