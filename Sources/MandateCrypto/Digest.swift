@@ -1,10 +1,12 @@
 import CSodium
+import COpenSSL
 
+/// OpenSSL's SHA-256 uses the SHA extensions where the CPU has them.
 public enum SHA256 {
     public static func hash(_ data: some Collection<UInt8>) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         withBytes(data) { buf in
-            _ = crypto_hash_sha256(&out, buf.baseAddress, UInt64(buf.count))
+            _ = COpenSSL.SHA256(buf.baseAddress, buf.count, &out)
         }
         return out
     }

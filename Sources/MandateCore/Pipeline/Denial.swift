@@ -16,6 +16,7 @@ public struct Denial: Error, Sendable, Equatable {
         case gatewayTimeout = "gateway_timeout"
         case methodNotAllowed = "method_not_allowed"
         case versionNotSupported = "http_version_not_supported"
+        case temporarilyUnavailable = "temporarily_unavailable"
     }
 
     public var status: Int
@@ -75,6 +76,7 @@ extension Denial.Code {
         case .badGateway: 502
         case .gatewayTimeout: 504
         case .versionNotSupported: 505
+        case .temporarilyUnavailable: 503
         }
     }
 }

@@ -1,0 +1,18 @@
+/// What a fully verified delegation chain establishes.
+public struct VerifiedChain: Sendable, Equatable {
+    /// The root issuer: an enrolled human principal.
+    public var principal: String
+    /// The leaf's `sub`.
+    public var agent: String
+    /// DIDs from the principal to the agent.
+    public var dids: [String]
+    /// The leaf's scopes (each link only narrows).
+    public var scopes: [String]
+    /// The leaf's cnf.jkt: the DPoP key must have this thumbprint.
+    public var proofKeyThumbprint: String
+    /// The chain is valid while `notBefore ≤ now < expiresAt` (skew applied by the checker).
+    public var notBefore: Int64
+    public var expiresAt: Int64
+    /// Agent-Delegation exactly as presented, so a cached chain answers only for that text.
+    public var ancestry: [UInt8]
+}

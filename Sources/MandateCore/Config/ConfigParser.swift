@@ -1,0 +1,282 @@
+/// `file:line: message`, as nginx reports configuration errors.
+public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var message: String
+    public var description: String { "\(file):\(line): \(message)" }
+}
+
+/// nginx-style syntax: `directive args…;`, `directive args… { … }`, `#` comments, "quoted" strings.
+public struct ConfigParser {
+    struct Token { var text: String; var line: Int; var quoted: Bool }
+    struct Directive { var name: String; var args: [Token]; var block: [Directive]?; var line: Int }
+
+    let file: String
+
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> ProxyConfig {
+        let p = ConfigParser(file: file)
+        var tokens = try p.tokenize(text)[...]
+        let directives = try p.directives(&tokens, depth: 0, openedAt: nil)
+        return try p.build(directives)
+    }
+
+    func error(_ line: Int, _ message: String) -> ConfigError { ConfigError(file: file, line: line, message: message) }
+
+    func tokenize(_ text: String) throws(ConfigError) -> [Token] {
+        var tokens: [Token] = []
+        var line = 1
+        let u = Array(text.utf8)
+        var i = 0
+        func isSpecial(_ c: UInt8) -> Bool { c == UInt8(ascii: ";") || c == UInt8(ascii: "{") || c == UInt8(ascii: "}") }
+        while i < u.count {
+            let c = u[i]
+            if c == 0x0a { line += 1; i += 1; continue }
+            if c == 0x20 || c == 0x09 || c == 0x0d { i += 1; continue }
+            if c == UInt8(ascii: "#") {
+                while i < u.count, u[i] != 0x0a { i += 1 }
+                continue
+            }
+            if isSpecial(c) {
+                tokens.append(Token(text: String(UnicodeScalar(c)), line: line, quoted: false))
+                i += 1
+                continue
+            }
+            if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+                let quote = c, start = line
+                var value: [UInt8] = []
+                i += 1
+                while true {
+                    guard i < u.count else { throw error(start, "unterminated string") }
+                    let d = u[i]
+                    if d == quote { i += 1; break }
+                    if d == UInt8(ascii: "\\"), i + 1 < u.count { value.append(u[i + 1]); i += 2; continue }
+                    if d == 0x0a { line += 1 }
+                    value.append(d)
+                    i += 1
+                }
+                guard let s = String(validating: value, as: UTF8.self) else { throw error(start, "string is not UTF-8") }
+                tokens.append(Token(text: s, line: start, quoted: true))
+                continue
+            }
+            let start = i
+            while i < u.count, !isSpecial(u[i]), u[i] > 0x20, u[i] != UInt8(ascii: "#") { i += 1 }
+            guard let s = String(validating: u[start..<i], as: UTF8.self) else { throw error(line, "not UTF-8") }
+            tokens.append(Token(text: s, line: line, quoted: false))
+        }
+        return tokens
+    }
+
+    func directives(_ t: inout ArraySlice<Token>, depth: Int, openedAt: Int?) throws(ConfigError) -> [Directive] {
+        var out: [Directive] = []
+        while let first = t.popFirst() {
+            if !first.quoted && first.text == "}" {
+                guard openedAt != nil else { throw error(first.line, "unexpected '}'") }
+                return out
+            }
+            guard !first.quoted, first.text != ";", first.text != "{" else {
+                throw error(first.line, "expected a directive name, found '\(first.text)'")
+            }
+            var args: [Token] = []
+            while true {
+                guard let next = t.popFirst() else { throw error(first.line, "directive '\(first.text)' is not terminated by ';'") }
+                if !next.quoted && next.text == ";" {
+                    out.append(Directive(name: first.text, args: args, block: nil, line: first.line))
+                    break
+                }
+                if !next.quoted && next.text == "{" {
+                    guard depth == 0 else { throw error(next.line, "blocks do not nest here") }
+                    let block = try directives(&t, depth: depth + 1, openedAt: next.line)
+                    out.append(Directive(name: first.text, args: args, block: block, line: first.line))
+                    break
+                }
+                if !next.quoted && next.text == "}" { throw error(next.line, "unexpected '}' (missing ';'?)") }
+                args.append(next)
+            }
+        }
+        if let o = openedAt { throw error(o, "block is not closed with '}'") }
+        return out
+    }
+
+    func build(_ directives: [Directive]) throws(ConfigError) -> ProxyConfig {
+        var c = ProxyConfig()
+        var seen: [String: Int] = [:]
+        var listens: [ProxyConfig.Listen] = []
+        for d in directives {
+            let repeatable = ["listen", "principal", "route", "trusted_proxies"]
+            if !repeatable.contains(d.name) {
+                if let first = seen[d.name] { throw error(d.line, "'\(d.name)' is duplicate (first at line \(first))") }
+                seen[d.name] = d.line
+            }
+            if d.block != nil && d.name != "principal" && d.name != "route" {
+                throw error(d.line, "'\(d.name)' does not take a block")
+            }
+            switch d.name {
+            case "listen": listens.append(try listen(one(d)))
+            case "workers":
+                let v = try one(d)
+                c.workers = v.text == "auto" ? 0 : try int(v, 1...256)
+            case "public_origin":
+                let v = try one(d)
+                guard HTU.normalizeOrigin(v.text) != nil else {
+                    throw error(v.line, "public_origin must be http(s)://host[:port] without a path")
+                }
+                c.publicOrigin = v.text
+            case "audience": c.audience = try one(d).text
+            case "upstream":
+                let v = try one(d)
+                guard v.text.hasPrefix("http://") || v.text.hasPrefix("https://") else {
+                    throw error(v.line, "upstream must be an http:// or https:// URL")
+                }
+                c.upstream = v.text
+            case "max_chain_length": c.maxChainLength = try int(one(d), 1...16)
+            case "clock_skew": c.clockSkew = Int64(try duration(one(d), max: 3600))
+            case "max_delegation_lifetime": c.maxDelegationLifetime = Int64(try duration(one(d), max: 366 * 86400))
+            case "dpop_max_age": c.dpopMaxAge = Int64(try duration(one(d), max: 3600))
+            case "dpop_future_skew": c.dpopFutureSkew = Int64(try duration(one(d), max: 600))
+            case "replay_cache_size": c.replayCacheSize = try int(one(d), 1...(1 << 26))
+            case "chain_cache_size": c.chainCacheSize = try int(one(d), 1...(1 << 22))
+            case "client_max_body_size": c.clientMaxBodySize = try size(one(d))
+            case "max_header_size": c.maxHeaderBytes = try size(one(d))
+            case "max_headers": c.maxHeaderCount = try int(one(d), 1...10_000)
+            case "max_uri_length": c.maxURILength = try size(one(d))
+            case "header_timeout": c.headerTimeout = try duration(one(d), max: 3600)
+            case "idle_timeout": c.idleTimeout = try duration(one(d), max: 86400)
+            case "upstream_connect_timeout": c.upstreamConnectTimeout = try duration(one(d), max: 3600)
+            case "upstream_timeout": c.upstreamTimeout = try duration(one(d), max: 86400)
+            case "trusted_proxies":
+                guard !d.args.isEmpty else { throw error(d.line, "trusted_proxies needs at least one address") }
+                for a in d.args {
+                    do { _ = try TrustedProxies([a.text]) } catch { throw self.error(a.line, error.text) }
+                    c.trustedProxies.append(a.text)
+                }
+            case "access_log": c.accessLog = try one(d).text
+            case "principal": c.principals.append(try principal(d))
+            case "route": c.routes.append(try route(d))
+            default:
+                throw error(d.line, "unknown directive '\(d.name)'")
+            }
+        }
+        if !listens.isEmpty { c.listen = listens }
+        let dids = c.principals.map(\.did)
+        if let dup = dids.first(where: { d in dids.filter { $0 == d }.count > 1 }) {
+            throw error(directives.first { $0.name == "principal" && $0.args.first?.text == dup }!.line,
+                        "principal \(dup) is enrolled twice")
+        }
+        let enrolled = Set(dids)
+        for (r, d) in zip(c.routes, directives.filter { $0.name == "route" }) {
+            if let stranger = r.principals.first(where: { !enrolled.contains($0) }) {
+                throw error(d.line, "route admits principal \(stranger), which is not enrolled")
+            }
+        }
+        return c
+    }
+
+    func one(_ d: Directive) throws(ConfigError) -> Token {
+        guard d.args.count == 1 else { throw error(d.line, "'\(d.name)' takes exactly one value") }
+        return d.args[0]
+    }
+
+    func int(_ t: Token, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        guard let v = Int(t.text), range.contains(v) else {
+            throw error(t.line, "'\(t.text)' is not a whole number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return v
+    }
+
+    /// `500ms`, `30s`, `5m`, `24h`, `7d`; a bare number is seconds.
+    func duration(_ t: Token, max: Double) throws(ConfigError) -> Double {
+        let s = t.text
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+        var number = Substring(s), factor = 1.0
+        for (u, f) in units where s.hasSuffix(u) {
+            number = s.dropLast(u.count)
+            factor = f
+            break
+        }
+        guard let v = Int(number), v >= 0, Double(v) * factor <= max else {
+            throw error(t.line, "'\(s)' is not a duration (like 500ms, 30s, 5m, 24h) up to \(Int(max))s")
+        }
+        return Double(v) * factor
+    }
+
+    /// `512`, `16k`, `10m`, `1g`.
+    func size(_ t: Token) throws(ConfigError) -> Int {
+        let s = t.text.lowercased()
+        var number = Substring(s), factor = 1
+        if let last = s.last, let f = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30][String(last)] {
+            number = s.dropLast()
+            factor = f
+        }
+        guard let v = Int(number), v > 0, v <= (1 << 40) / factor else { throw error(t.line, "'\(t.text)' is not a size (like 16k, 10m)") }
+        return v * factor
+    }
+
+    func listen(_ t: Token) throws(ConfigError) -> ProxyConfig.Listen {
+        var host = "0.0.0.0", portText = t.text
+        if t.text.hasPrefix("[") {
+            guard let close = t.text.firstIndex(of: "]"), t.text[t.text.index(after: close)...].hasPrefix(":") else {
+                throw error(t.line, "listen takes host:port, [v6]:port or port")
+            }
+            host = String(t.text[t.text.index(after: t.text.startIndex)..<close])
+            portText = String(t.text[t.text.index(close, offsetBy: 2)...])
+        } else if let colon = t.text.lastIndex(of: ":") {
+            host = String(t.text[..<colon])
+            portText = String(t.text[t.text.index(after: colon)...])
+        }
+        guard let port = Int(portText), (0...65535).contains(port), TrustedProxies.parse(host) != nil else {
+            throw error(t.line, "listen takes an IP address and port, like 127.0.0.1:8080")
+        }
+        return ProxyConfig.Listen(host: host, port: port)
+    }
+
+    func principal(_ d: Directive) throws(ConfigError) -> ProxyConfig.Principal {
+        guard d.args.count == 1, let block = d.block else { throw error(d.line, "principal takes a DID and a block: principal did:key:… { name \"…\"; }") }
+        let did = d.args[0]
+        if case .failure(let e) = DID.resolve(did.text) { throw error(did.line, "principal '\(did.text)' is not a usable DID (\(e))") }
+        var name = ""
+        for b in block {
+            switch b.name {
+            case "name": name = try one(b).text
+            default: throw error(b.line, "unknown directive '\(b.name)' in principal")
+            }
+        }
+        guard !name.isEmpty else { throw error(d.line, "principal needs a name") }
+        return ProxyConfig.Principal(did: did.text, name: name)
+    }
+
+    func route(_ d: Directive) throws(ConfigError) -> ProxyConfig.Route {
+        guard d.args.count == 1, let block = d.block else { throw error(d.line, "route takes a path prefix and a block") }
+        let prefix = d.args[0]
+        guard case .success(let normal) = PathNormalizer.normalize(prefix.text.utf8, .policy),
+              normal == prefix.text else {
+            throw error(prefix.line, "route prefix '\(prefix.text)' must be a normalised absolute path")
+        }
+        var r = ProxyConfig.Route(prefix: prefix.text, effect: .deny, origin: "\(file):\(d.line)")
+        var effect: ProxyConfig.Effect?
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in this route") }
+            switch b.name {
+            case "methods":
+                guard !b.args.isEmpty else { throw error(b.line, "methods needs at least one method") }
+                for m in b.args {
+                    guard !m.text.isEmpty, m.text.utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5a }) else {
+                        throw error(m.line, "'\(m.text)' is not an upper-case method name")
+                    }
+                }
+                r.methods = b.args.map(\.text)
+            case "scope": r.scopes = b.args.map(\.text)
+            case "effect":
+                let v = try one(b)
+                guard let e = ProxyConfig.Effect(rawValue: v.text) else { throw error(v.line, "effect is allow, deny or approve") }
+                effect = e
+            case "principals": r.principals = b.args.map(\.text)
+            case "agents": r.agents = b.args.map(\.text)
+            default: throw error(b.line, "unknown directive '\(b.name)' in route")
+            }
+        }
+        guard let effect else { throw error(d.line, "route needs an effect (allow, deny or approve)") }
+        r.effect = effect
+        return r
+    }
+}

@@ -1,0 +1,95 @@
+/// One link of a delegation chain: a JWS with `typ` `delegation+jwt` (docs/credentials.md).
+public struct DelegationToken: Sendable {
+    public let raw: ArraySlice<UInt8>
+    public let jws: CompactJWS
+    public let issuer: String
+    public let subject: String
+    public let keyID: String
+    /// RFC 7800 §3.1 with the RFC 7638 thumbprint of the delegate's proof key.
+    public let confirmedKeyThumbprint: String
+    public let scopes: [String]
+    public let issuedAt: Int64
+    public let expiresAt: Int64
+    public let notBefore: Int64?
+    public let id: String
+    public let audiences: [String]?
+    /// base64url(SHA-256(parent token)); absent only on the root.
+    public let parentHash: String?
+    public let maxDepth: Int?
+
+    public static let mediaType = "delegation+jwt"
+
+    public static func parse(_ raw: ArraySlice<UInt8>, limits: CompactJWS.Limits) -> Result<DelegationToken, Reason> {
+        let jws: CompactJWS
+        switch CompactJWS.parse(raw, limits: limits) {
+        case .success(let j): jws = j
+        case .failure(let r): return .failure(Reason(r.description))
+        }
+        let h = jws.header, c = jws.claims
+        guard h["typ"]?.string == mediaType else { return .failure(Reason("typ must be \(mediaType)")) }
+        guard let kid = h["kid"]?.string else { return .failure(Reason("kid is required")) }
+        // RFC 8725 §3.10: the key comes from the issuer's DID, never from the token.
+        for p in ["jwk", "jku", "x5u", "x5c"] where h[p] != nil {
+            return .failure(Reason("header parameter '\(p)' is not allowed in a delegation"))
+        }
+        guard let iss = c["iss"]?.string, !iss.isEmpty else { return .failure(Reason("iss is required")) }
+        guard let sub = c["sub"]?.string, !sub.isEmpty else { return .failure(Reason("sub is required")) }
+        guard let jkt = c["cnf"]?.object?["jkt"]?.string, jkt.utf8.count == 43,
+              Base64URL.decode(jkt.utf8)?.count == 32 else {
+            return .failure(Reason("cnf.jkt must be a SHA-256 JWK thumbprint"))
+        }
+        guard let scope = c["scope"]?.string else { return .failure(Reason("scope is required")) }
+        guard let jti = c["jti"]?.string, !jti.isEmpty else { return .failure(Reason("jti is required")) }
+        let iat: Int64, exp: Int64, nbf: Int64?
+        switch (numericDate(c, "iat"), numericDate(c, "exp"), numericDate(c, "nbf")) {
+        case (.present(let i), .present(let e), let n):
+            iat = i; exp = e
+            switch n {
+            case .absent: nbf = nil
+            case .present(let v): nbf = v
+            case .invalid: return .failure(Reason("nbf must be a NumericDate (integer seconds)"))
+            }
+        case (.absent, _, _), (_, .absent, _): return .failure(Reason("iat and exp are required"))
+        default: return .failure(Reason("iat and exp must be NumericDates (integer seconds)"))
+        }
+        var aud: [String]? = nil
+        switch c["aud"] {
+        case nil: break
+        case .string(let s)?: aud = [s]
+        case .array(let a)?:
+            let strings = a.compactMap(\.string)
+            guard strings.count == a.count, !strings.isEmpty else { return .failure(Reason("aud must be a string or an array of strings")) }
+            aud = strings
+        default: return .failure(Reason("aud must be a string or an array of strings"))
+        }
+        var prf: String? = nil
+        if let p = c["prf"] {
+            guard let s = p.string else { return .failure(Reason("prf must be a string")) }
+            prf = s
+        }
+        var depth: Int? = nil
+        if let d = c["max_depth"] {
+            guard let v = d.integer, v >= 0, v <= 64 else { return .failure(Reason("max_depth must be a non-negative integer")) }
+            depth = Int(v)
+        }
+        let scopes = scope.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        return .success(DelegationToken(raw: raw, jws: jws, issuer: iss, subject: sub, keyID: kid,
+                                        confirmedKeyThumbprint: jkt, scopes: scopes, issuedAt: iat, expiresAt: exp,
+                                        notBefore: nbf, id: jti, audiences: aud, parentHash: prf, maxDepth: depth))
+    }
+}
+
+enum NumericDateClaim { case absent, present(Int64), invalid }
+
+/// RFC 7519 §2: a JSON number of seconds. Strings, fractions and negatives are refused.
+func numericDate(_ claims: JSONObject, _ name: String) -> NumericDateClaim {
+    guard let v = claims[name] else { return .absent }
+    guard case .integer(let i) = v, i >= 0 else { return .invalid }
+    return .present(i)
+}
+
+/// A human-readable reason a check failed; the caller decides the Denial code.
+public struct Reason: Error, Equatable, Sendable {
+    public var text: String
+    public init(_ text: String) { self.text = text }
+}

@@ -1,0 +1,65 @@
+import MandateHTTP
+
+/// The credential as the agent presents it:
+/// `Authorization: DPoP <leaf>`, `DPoP: <proof>`, `Agent-Delegation: <root>, …, <parent>`.
+public struct PresentedCredential: Sendable {
+    public let leaf: ArraySlice<UInt8>
+    /// Root first; empty when the leaf is itself the root.
+    public let ancestors: [ArraySlice<UInt8>]
+    /// The raw Agent-Delegation value, to tie a cached chain to exactly what was presented.
+    public let ancestry: [UInt8]
+    public let proof: ArraySlice<UInt8>
+
+    public struct Limits: Sendable {
+        public var token = 8192
+        public var chainBytes = 32768
+        public init() {}
+    }
+
+    public static func extract(from head: HTTPRequestHead, limits: Limits = Limits()) -> Result<PresentedCredential, Denial> {
+        // The HTTP parser already refused repeated Authorization, DPoP and Agent-Delegation.
+        guard let auth = head.value("Authorization") else {
+            return .failure(Denial(.invalidToken, "missing Authorization: DPoP credential"))
+        }
+        let a = Array(auth.utf8)
+        guard let space = a.firstIndex(of: UInt8(ascii: " ")) else {
+            return .failure(Denial(.invalidToken, "Authorization must be 'DPoP <token>'"))
+        }
+        let scheme = a[..<space]
+        // RFC 9110 §11.1: the scheme is case-insensitive. RFC 9449 §7.2: no Bearer downgrade.
+        guard scheme.elementsEqual("dpop".utf8, by: asciiCaseInsensitiveEqual) else {
+            if scheme.elementsEqual("bearer".utf8, by: asciiCaseInsensitiveEqual) {
+                return .failure(Denial(.invalidToken, "the Bearer scheme is not accepted; this resource requires DPoP"))
+            }
+            return .failure(Denial(.invalidToken, "unsupported authorization scheme; use DPoP"))
+        }
+        var start = space
+        while start < a.endIndex, a[start] == UInt8(ascii: " ") { start += 1 }
+        let leaf = a[start...]
+        guard !leaf.isEmpty else { return .failure(Denial(.invalidToken, "empty DPoP credential")) }
+        guard leaf.count <= limits.token else { return .failure(Denial(.invalidToken, "delegation token exceeds the size limit")) }
+        guard let proofText = head.value("DPoP") else {
+            return .failure(Denial(.invalidDPoPProof, "missing DPoP proof header"))
+        }
+        let proof = Array(proofText.utf8)[...]
+        guard proof.count <= limits.token else { return .failure(Denial(.invalidDPoPProof, "DPoP proof exceeds the size limit")) }
+
+        var ancestors: [ArraySlice<UInt8>] = []
+        var ancestry: [UInt8] = []
+        if let chain = head.value("Agent-Delegation") {
+            ancestry = Array(chain.utf8)
+            guard ancestry.count <= limits.chainBytes else {
+                return .failure(Denial(.invalidToken, "Agent-Delegation exceeds the size limit"))
+            }
+            for part in ancestry.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+                var lo = part.startIndex, hi = part.endIndex
+                while lo < hi, part[lo] == 0x20 || part[lo] == 0x09 { lo += 1 }
+                while hi > lo, part[hi - 1] == 0x20 || part[hi - 1] == 0x09 { hi -= 1 }
+                guard lo < hi else { return .failure(Denial(.invalidToken, "Agent-Delegation has an empty element")) }
+                guard hi - lo <= limits.token else { return .failure(Denial(.invalidToken, "delegation token exceeds the size limit")) }
+                ancestors.append(ancestry[lo..<hi])
+            }
+        }
+        return .success(PresentedCredential(leaf: leaf, ancestors: ancestors, ancestry: ancestry, proof: proof))
+    }
+}

@@ -1,0 +1,80 @@
+import MandateCrypto
+import Synchronization
+
+/// The DID methods that resolve locally: did:key (Ed25519 0xed, P-256 0x1200) and did:jwk.
+public enum DID {
+    public enum Refusal: Error, Equatable, Sendable {
+        case unsupportedMethod
+        case malformed(String)
+        case key(JWKError)
+    }
+
+    /// The key a DID names, and its only verification method's id (the `kid` we expect).
+    public static func resolve(_ did: String) -> Result<(key: VerificationKey, methodID: String), Refusal> {
+        let u = did.utf8
+        guard u.count <= 4096 else { return .failure(.malformed("too long")) }
+        if did.hasPrefix("did:key:") {
+            let mb = did.dropFirst(8)
+            guard mb.first == "z", let bytes = Base58.decode(mb.utf8.dropFirst()) else {
+                return .failure(.malformed("did:key must be multibase base58btc (z…)"))
+            }
+            let key: VerificationKey
+            if bytes.count == 34, bytes[0] == 0xed, bytes[1] == 0x01 {
+                key = .ed25519(Array(bytes[2...]))
+            } else if bytes.count == 35, bytes[0] == 0x80, bytes[1] == 0x24 {
+                guard let p = P256PublicKey(compressed: Array(bytes[2...])) else { return .failure(.key(.notOnCurve)) }
+                key = .p256(p)
+            } else {
+                return .failure(.malformed("did:key must carry an Ed25519 or compressed P-256 key"))
+            }
+            return .success((key, did + "#" + mb))
+        }
+        if did.hasPrefix("did:jwk:") {
+            guard let json = Base64URL.decode(u.dropFirst(8)) else {
+                return .failure(.malformed("did:jwk must be unpadded base64url"))
+            }
+            guard case .success(let jwk) = StrictJSON.parseObject(json) else {
+                return .failure(.malformed("did:jwk does not hold a JSON object"))
+            }
+            switch JWK.publicKey(jwk) {
+            case .success(let key): return .success((key, did + "#0"))
+            case .failure(let e): return .failure(.key(e))
+            }
+        }
+        return .failure(.unsupportedMethod)
+    }
+
+    public static func key(ed25519 publicKey: [UInt8]) -> String {
+        "did:key:z" + Base58.encode([0xed, 0x01] + publicKey)
+    }
+
+    /// `uncompressed` is the 65-byte SEC1 point.
+    public static func key(p256 uncompressed: [UInt8]) -> String {
+        let prefix: UInt8 = uncompressed[64] & 1 == 0 ? 0x02 : 0x03
+        return "did:key:z" + Base58.encode([0x80, 0x24, prefix] + uncompressed[1..<33])
+    }
+}
+
+/// A bounded memo of resolved DIDs: P-256 decompression and curve checks are costly.
+/// Memory: about 200 bytes per entry plus the DID text.
+public final class DIDCache: Sendable {
+    private let entries: Mutex<[String: (key: VerificationKey, methodID: String)]>
+    private let capacity: Int
+
+    public init(capacity: Int = 10_000) {
+        self.capacity = capacity
+        entries = Mutex([:])
+    }
+
+    public func resolve(_ did: String) -> Result<(key: VerificationKey, methodID: String), DID.Refusal> {
+        if let hit = entries.withLock({ $0[did] }) { return .success(hit) }
+        let r = DID.resolve(did)
+        if case .success(let v) = r {
+            entries.withLock {
+                if $0.count >= capacity { $0.removeAll(keepingCapacity: true) }
+                $0[did] = v
+            }
+        }
+        return r
+    }
+}

@@ -1,0 +1,124 @@
+import MandateCrypto
+import Synchronization
+
+/// The JWS algorithms Mandate accepts (RFC 7518 §3.4, RFC 8037 §3.1). Nothing symmetric, no `none`.
+public enum JWSAlgorithm: String, Sendable {
+    case edDSA = "EdDSA"
+    case es256 = "ES256"
+}
+
+/// A public key pinned to exactly one algorithm (RFC 8725 §3.1): OKP/Ed25519 ⇔ EdDSA, EC/P-256 ⇔ ES256.
+public enum VerificationKey: Sendable {
+    case ed25519([UInt8])
+    case p256(P256PublicKey)
+
+    public var algorithm: JWSAlgorithm {
+        switch self {
+        case .ed25519: .edDSA
+        case .p256: .es256
+        }
+    }
+
+    public func verify(signature: some Collection<UInt8>, input: some Collection<UInt8>) -> Bool {
+        switch self {
+        case .ed25519(let pk): Ed25519.verify(signature: signature, message: input, publicKey: pk)
+        case .p256(let key): key.verify(signature: signature, message: input)
+        }
+    }
+
+    /// RFC 7638 §3: SHA-256 over the required members in lexicographic order, no whitespace.
+    public var thumbprint: String {
+        var json: [UInt8] = []
+        json.reserveCapacity(160)
+        switch self {
+        case .ed25519(let pk):
+            json += #"{"crv":"Ed25519","kty":"OKP","x":""#.utf8
+            Base64URL.encode(pk, into: &json)
+            json += #""}"#.utf8
+        case .p256(let key):
+            json += #"{"crv":"P-256","kty":"EC","x":""#.utf8
+            Base64URL.encode(key.x, into: &json)
+            json += #"","y":""#.utf8
+            Base64URL.encode(key.y, into: &json)
+            json += #""}"#.utf8
+        }
+        return Base64URL.encode(SHA256.hash(json))
+    }
+}
+
+/// Why a JWK was refused.
+public enum JWKError: Error, Equatable, Sendable {
+    case unsupportedKeyType
+    case privateMembers
+    case malformed(String)
+    case algorithmMismatch
+    case notOnCurve
+}
+
+public enum JWK {
+    /// Members that only a private (or symmetric) JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
+    static let privateMembers: Set<String> = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+
+    /// A public OKP/Ed25519 or EC/P-256 JWK. Any private member refuses the whole key.
+    public static func publicKey(_ jwk: JSONObject) -> Result<VerificationKey, JWKError> {
+        publicKeyAndThumbprint(jwk, cache: nil).map(\.key)
+    }
+
+    /// As `publicKey`, memoising the costly part (curve check, thumbprint) by coordinates.
+    public static func publicKeyAndThumbprint(_ jwk: JSONObject, cache: ProofKeyCache?)
+        -> Result<(key: VerificationKey, thumbprint: String), JWKError> {
+        if jwk.names.contains(where: privateMembers.contains) { return .failure(.privateMembers) }
+        guard let kty = jwk["kty"]?.string, let crv = jwk["crv"]?.string else {
+            return .failure(.malformed("kty and crv are required"))
+        }
+        guard let x = jwk["x"]?.string else { return .failure(.malformed("x is required")) }
+        let y = jwk["y"]?.string
+        let alg: JWSAlgorithm
+        switch (kty, crv) {
+        case ("OKP", "Ed25519"):
+            if y != nil { return .failure(.malformed("OKP keys have no y")) }
+            alg = .edDSA
+        case ("EC", "P-256"):
+            if y == nil { return .failure(.malformed("y is required")) }
+            alg = .es256
+        default:
+            return .failure(.unsupportedKeyType)
+        }
+        if let a = jwk["alg"], a.string != alg.rawValue { return .failure(.algorithmMismatch) }
+        let memo = crv + "." + x + "." + (y ?? "")
+        if let hit = cache?.lookup(memo) { return .success(hit) }
+        guard let xb = Base64URL.decode(x.utf8), xb.count == 32 else {
+            return .failure(.malformed("x must be 32 bytes of base64url"))
+        }
+        let key: VerificationKey
+        if alg == .edDSA {
+            key = .ed25519(xb)
+        } else {
+            guard let yb = Base64URL.decode(y!.utf8), yb.count == 32 else {
+                return .failure(.malformed("y must be 32 bytes of base64url"))
+            }
+            guard let p = P256PublicKey(x: xb, y: yb) else { return .failure(.notOnCurve) }
+            key = .p256(p)
+        }
+        let result = (key: key, thumbprint: key.thumbprint)
+        cache?.store(memo, result)
+        return .success(result)
+    }
+}
+
+/// Proof keys recently seen, by coordinates. Bounded; about 300 bytes per entry.
+public final class ProofKeyCache: Sendable {
+    private let entries = Mutex<[String: (key: VerificationKey, thumbprint: String)]>([:])
+    private let capacity: Int
+
+    public init(capacity: Int = 10_000) { self.capacity = capacity }
+
+    func lookup(_ memo: String) -> (key: VerificationKey, thumbprint: String)? { entries.withLock { $0[memo] } }
+
+    func store(_ memo: String, _ value: (key: VerificationKey, thumbprint: String)) {
+        entries.withLock {
+            if $0.count >= capacity { $0.removeAll(keepingCapacity: true) }
+            $0[memo] = value
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import MandateCrypto
+import MandateHTTP
+
+/// The pipeline driver: parse the credential → prove possession → walk the chain → decide.
+/// Short and boring on purpose; every rule lives in its stage.
+public final class Verifier: RequestGate {
+    public let config: ProxyConfig
+    let walker: ChainWalker
+    let chains: ChainCache
+    let replay: any ReplayStore
+    let proofKeys: ProofKeyCache
+    let policy: RoutePolicy
+    let upstreamHeaders: UpstreamHeaders
+    /// Normalised `scheme://host[:port]` of public_origin.
+    let publicOrigin: String
+    let limits: CompactJWS.Limits
+    let credentialLimits = PresentedCredential.Limits()
+
+    public init(config: ProxyConfig, replay: (any ReplayStore)? = nil) throws(Reason) {
+        guard let origin = HTU.normalizeOrigin(config.publicOrigin) else {
+            throw Reason("public_origin must be an http(s) origin without a path: \(config.publicOrigin)")
+        }
+        self.config = config
+        publicOrigin = origin
+        limits = CompactJWS.Limits()
+        walker = ChainWalker(rules: .init(principals: Set(config.principals.map(\.did)), audience: config.effectiveAudience,
+                                          maxChainLength: config.maxChainLength, clockSkew: config.clockSkew,
+                                          maxLifetime: config.maxDelegationLifetime, limits: limits),
+                             dids: DIDCache())
+        chains = ChainCache(capacity: config.chainCacheSize)
+        self.replay = replay ?? MemoryReplayCache(capacity: config.replayCacheSize)
+        proofKeys = ProofKeyCache()
+        policy = RoutePolicy(routes: config.routes)
+        upstreamHeaders = UpstreamHeaders(trustedProxies: try TrustedProxies(config.trustedProxies))
+    }
+
+    public func admit(_ head: HTTPRequestHead, peer: String, requestID: String, now: Int64) -> Admission {
+        switch verify(head, now: now) {
+        case .failure(let refusal):
+            return .refuse(refusal.denial, refusal.facts)
+        case .success(let v):
+            var target = v.path
+            if let q = head.query { target += "?" + q }
+            let headers = upstreamHeaders.rewrite(head, chain: v.chain, requestID: requestID, peer: peer)
+            return .forward(ForwardPlan(target: target, headers: headers, facts: v.facts))
+        }
+    }
+
+    public struct Verified: Sendable {
+        public var chain: VerifiedChain
+        public var path: String
+        public var facts: AuditFacts
+    }
+
+    public struct Refusal: Error, Sendable {
+        public var denial: Denial
+        public var facts: AuditFacts
+    }
+
+    /// Every check, without building the upstream request (the benchmarks call this).
+    public func verify(_ head: HTTPRequestHead, now: Int64) -> Result<Verified, Refusal> {
+        func refuse(_ d: Denial, _ facts: AuditFacts = AuditFacts()) -> Result<Verified, Refusal> {
+            .failure(Refusal(denial: d, facts: facts))
+        }
+        // The path policy decides on, and the upstream sees.
+        let path: String
+        switch PathNormalizer.normalize(head.path.utf8, .policy) {
+        case .success(let p): path = p
+        case .failure(let r): return refuse(Denial(.invalidRequest, r.description))
+        }
+        // 1. Parse the credential.
+        let credential: PresentedCredential
+        switch PresentedCredential.extract(from: head, limits: credentialLimits) {
+        case .success(let c): credential = c
+        case .failure(let d): return refuse(d)
+        }
+        // 2. Proof of possession, the checks that need only the request (RFC 9449 §4.3).
+        let proof: DPoPProof
+        switch DPoPProof.parse(credential.proof, limits: limits, keys: proofKeys) {
+        case .success(let p): proof = p
+        case .failure(let r): return refuse(Denial(.invalidDPoPProof, r.text))
+        }
+        let leafHash = SHA256.hash(credential.leaf)
+        let publicURI = publicOrigin + (HTU.normalizePath(head.path) ?? path)
+        if let r = DPoPRules.methodMatches(proof, method: head.method)
+            ?? DPoPRules.uriMatches(proof, publicURI: publicURI)
+            ?? DPoPRules.freshness(proof, now: now, maxAge: config.dpopMaxAge, futureSkew: config.dpopFutureSkew)
+            ?? DPoPRules.tokenHashMatches(proof, tokenHash: leafHash) {
+            return refuse(Denial(.invalidDPoPProof, r.text))
+        }
+        // 3. Walk the chain to the human principal, unless this exact chain was verified before.
+        let key = ChainCache.Key(leafHash)
+        let chain: VerifiedChain
+        if let hit = chains.lookup(key, ancestry: credential.ancestry) {
+            if now >= hit.expiresAt + config.clockSkew { return refuse(Denial(.invalidToken, "delegation expired")) }
+            if hit.notBefore > now + config.clockSkew { return refuse(Denial(.invalidToken, "delegation not yet valid")) }
+            chain = hit
+        } else {
+            switch walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now) {
+            case .success(let c): chain = c
+            case .failure(let d): return refuse(d)
+            }
+            chains.store(key, chain, now: now)
+        }
+        var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
+                               scope: chain.scopes.joined(separator: " "))
+        // 4. The proof key is the one the leaf delegates to, and it signed this proof, once.
+        if let r = DPoPRules.keyIsBound(proof, jkt: chain.proofKeyThumbprint) {
+            return refuse(Denial(.invalidDPoPProof, r.text), facts)
+        }
+        guard proof.verifySignature() else {
+            return refuse(Denial(.invalidDPoPProof, "DPoP proof signature does not verify"), facts)
+        }
+        switch replay.claim(ReplayKey(thumbprint: proof.thumbprint, jti: proof.jti),
+                            expiresAt: proof.iat + config.dpopMaxAge + 1, now: now) {
+        case .fresh: break
+        case .replayed: return refuse(Denial(.invalidDPoPProof, "DPoP proof jti has already been used"), facts)
+        case .full: return refuse(Denial(.temporarilyUnavailable, "replay cache is full; retry shortly"), facts)
+        }
+        // 5. Policy.
+        let (route, denial) = policy.decide(method: head.method, path: path, chain: chain)
+        facts.route = route.map { $0.prefix }
+        if let denial { return refuse(denial, facts) }
+        return .success(Verified(chain: chain, path: path, facts: facts))
+    }
+}
