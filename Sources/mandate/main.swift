@@ -1,1 +1,71 @@
-print("mandate")
+import MandateCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let usage = """
+usage: mandate <command> [options]
+
+  serve    --config FILE [--check]          run the proxy (or only validate FILE)
+  demo     [--dir DIR]                      demo upstream + proxy with demo identities
+  upstream [--listen HOST:PORT]             run the demo upstream alone
+  keygen   --alg EdDSA|ES256 --out FILE     new key; prints its DID and thumbprint
+  delegate --key FILE --to DID [--to-jkt JKT] --scope "..." --ttl DURATION
+           [--parent TOKEN|@FILE] [--aud AUD] [--max-depth N]
+                                            sign a delegation; prints the token
+  explain  --config FILE [-X METHOD] [-H ...]... PATH
+                                            verify a request offline; print the decision
+  request  [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE] [-i]
+           --key FILE --chain FILE URL      send a request with a fresh DPoP proof
+"""
+
+/// A CLI failure: printed as `mandate: message`, exit status 1 (2 for usage).
+struct CLIError: Error {
+    var message: String
+    var status: Int32 = 1
+}
+
+func fail(_ message: String, status: Int32 = 1) -> Never {
+    var err = StandardError()
+    print("mandate: \(message)", to: &err)
+    exit(status)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ s: String) { writeAll(2, Array(s.utf8)) }
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+guard let command = args.first else {
+    print(usage)
+    exit(2)
+}
+args.removeFirst()
+do {
+    switch command {
+    case "serve": try Serve.run(args)
+    case "demo": try Demo.run(args)
+    case "upstream": try UpstreamCommand.run(args)
+    case "keygen": try Keygen.run(args)
+    case "delegate": try Delegate.run(args)
+    case "request": exit(try Request.run(args))
+    case "explain": exit(try Explain.run(args))
+    case "help", "--help", "-h": print(usage)
+    default: fail("unknown command '\(command)'\n\(usage)", status: 2)
+    }
+} catch let e as CLIError {
+    fail(e.message, status: e.status)
+} catch {
+    fail("\(error)")
+}
+
+/// Unbuffered write to a file descriptor (stdout is 1, stderr 2).
+func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) {
+    let a = Array(bytes)
+    var off = 0
+    while off < a.count {
+        let n = a.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, a.count - off) }
+        if n <= 0 { return }
+        off += n
+    }
+}

@@ -1,0 +1,67 @@
+import MandateCore
+
+enum Keygen {
+    static func run(_ args: [String]) throws {
+        let o = try Options(args, valued: ["--alg", "--out"])
+        guard let alg = JWSAlgorithm(rawValue: try o.required("--alg")) else {
+            throw CLIError(message: "--alg is EdDSA or ES256", status: 2)
+        }
+        let out = try o.required("--out")
+        let key = SigningKey.generate(alg)
+        try Files.writePrivate(out, key.privateJWK.serialized() + [0x0a])
+        print("did: \(key.did)")
+        print("jkt: \(key.thumbprint)")
+    }
+}
+
+enum Delegate {
+    static func run(_ args: [String]) throws {
+        let o = try Options(args, valued: ["--key", "--to", "--to-jkt", "--scope", "--ttl", "--parent", "--aud",
+                                           "--max-depth"])
+        let key = try Files.loadKey(try o.required("--key"))
+        let to = try o.required("--to")
+        let jkt: String
+        if let j = o.one("--to-jkt") {
+            jkt = j
+        } else {
+            // A did:key delegate's own key is its proof key unless told otherwise.
+            guard case .success(let r) = DID.resolve(to) else {
+                throw CLIError(message: "--to-jkt is required when --to is not a did:key or did:jwk", status: 2)
+            }
+            jkt = r.key.thumbprint
+        }
+        var parent: String? = nil
+        if let p = o.one("--parent") {
+            parent = p.hasPrefix("@") ? try lastToken(Files.readText(String(p.dropFirst()))) : p
+        }
+        var depth: Int? = nil
+        if let d = o.one("--max-depth") {
+            guard let v = Int(d), v >= 0 else { throw CLIError(message: "--max-depth is a whole number", status: 2) }
+            depth = v
+        }
+        let token = Mint.delegation(key: key, to: to, jkt: jkt, scope: try o.required("--scope"), issuedAt: unixNow(),
+                                    ttl: try parseDuration(try o.required("--ttl")), parent: parent,
+                                    audience: o.one("--aud"), maxDepth: depth, jti: Mint.newID())
+        print(token)
+    }
+
+    /// A chain file holds one token a line, root first; the parent of a new link is the last.
+    static func lastToken(_ text: String) throws -> String {
+        guard let last = chainLines(text).last else { throw CLIError(message: "parent file holds no token") }
+        return last
+    }
+}
+
+func chainLines(_ text: String) -> [String] {
+    text.split(whereSeparator: \.isNewline).map { String($0).trimmingCharacters(in: " \t\r") }
+        .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = self[...]
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

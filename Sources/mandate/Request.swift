@@ -1,0 +1,49 @@
+import MandateCore
+import MandateHTTP
+import MandateServer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A curl-like client that signs every request with a fresh DPoP proof.
+enum Request {
+    static func run(_ args: [String]) throws -> Int32 {
+        let o = try Options(args, valued: ["-X", "-H", "-d", "--key", "--chain"], flags: ["-i"])
+        guard o.positional.count == 1, let url = o.positional.first else {
+            throw CLIError(message: "request needs exactly one URL", status: 2)
+        }
+        let key = try Files.loadKey(try o.required("--key"))
+        let chainPath = try o.required("--chain")
+        let tokens = chainLines(try Files.readText(chainPath))
+        guard let leaf = tokens.last else { throw CLIError(message: "\(chainPath): holds no token") }
+        var body: [UInt8]? = nil
+        if let d = o.one("-d") { body = d.hasPrefix("@") ? try Files.read(String(d.dropFirst())) : Array(d.utf8) }
+        let method = o.one("-X") ?? (body == nil ? "GET" : "POST")
+        // RFC 9449 §4.2: htu is the target URI without query and fragment.
+        let htu = String(url.prefix { $0 != "?" && $0 != "#" })
+        var headers = [
+            HTTPHeader("Authorization", "DPoP " + leaf),
+            HTTPHeader("DPoP", Mint.proof(key: key, method: method, htu: htu, accessToken: leaf, issuedAt: unixNow(),
+                                          jti: Mint.newID())),
+        ]
+        if tokens.count > 1 { headers.append(HTTPHeader("Agent-Delegation", tokens.dropLast().joined(separator: ", "))) }
+        for h in o.values["-H"] ?? [] {
+            guard let colon = h.firstIndex(of: ":") else { throw CLIError(message: "-H takes 'Name: value'", status: 2) }
+            headers.append(HTTPHeader(String(h[..<colon]), String(h[h.index(after: colon)...]).trimmingCharacters(in: " ")))
+        }
+        let showHeaders = o.flags.contains("-i")
+        do {
+            let r = try HTTPClient.perform(method: method, url: url, headers: headers, body: body) { chunk in
+                writeAll(1, chunk)
+            }
+            if showHeaders {
+                var err = StandardError()
+                print("HTTP \(r.status)", to: &err)
+                for h in r.headers { print("\(h.name): \(h.value)", to: &err) }
+            }
+            return r.status >= 200 && r.status < 400 ? 0 : 22  // like curl --fail
+        } catch {
+            throw CLIError(message: "\(url): \(error.message)", status: 7)
+        }
+    }
+}
