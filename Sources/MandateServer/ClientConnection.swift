@@ -149,10 +149,12 @@ final class ClientConnection {
         case .refuse(let denial, let facts):
             record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: false,
                             reason: denial.code.rawValue, facts: facts)
-            // A small (or empty) body is read and dropped so the connection can be reused.
+            // A small (or empty) body is read and dropped so the connection can be reused; a client
+            // waiting for 100 Continue will not send its body at all (RFC 9110 §10.1.1).
             switch head.framing {
             case .none: lifecycle.discardBody()
-            case .length(let n) where n <= loop.settings.maxDrain && head.keepAlive: lifecycle.discardBody()
+            case .length(let n) where n <= loop.settings.maxDrain && head.keepAlive && !expectsContinue(head):
+                lifecycle.discardBody()
             default: lifecycle.mustClose()
             }
             respond(denial, requestID: id, isHEAD: head.method == "HEAD", now: now)
@@ -160,7 +162,7 @@ final class ClientConnection {
             record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: true,
                             reason: nil, facts: plan.facts)
             // RFC 9110 §10.1.1: the client waits for this before sending the body.
-            if hasBody, let expect = head.value("Expect"), expect.utf8.elementsEqual("100-continue".utf8, by: asciiCaseInsensitiveEqual) {
+            if hasBody && expectsContinue(head) {
                 outbox.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
                 flush(now: now)
             }
@@ -172,6 +174,11 @@ final class ClientConnection {
                 respond(Denial(.badGateway, "upstream unavailable"), requestID: id, isHEAD: false, now: now)
             }
         }
+    }
+
+    private func expectsContinue(_ head: HTTPRequestHead) -> Bool {
+        guard let expect = head.value("Expect") else { return false }
+        return expect.utf8.elementsEqual("100-continue".utf8, by: asciiCaseInsensitiveEqual)
     }
 
     private func onBody(_ bytes: UnsafeRawBufferPointer) {

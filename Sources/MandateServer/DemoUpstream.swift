@@ -8,6 +8,7 @@ import MandateHTTP
 /// - any path: 200 JSON `{"method","path","headers":{…},"body_bytes":N}` (header names lowercased)
 /// - `/events`: three Server-Sent Events, 300 ms apart, chunked
 /// - `/status/NNN`: that status
+/// - `/bytes/N`: N bytes of `x`, with Content-Length (for backpressure tests)
 public final class DemoUpstream: @unchecked Sendable {  // the listen fd is fixed after init
     public let port: Int
     private let fd: Int32
@@ -88,6 +89,18 @@ public final class DemoUpstream: @unchecked Sendable {  // the listen fd is fixe
             out.removeAll()
             HTTPResponseWriter.appendLastChunk(to: &out)
             writeAll(c, out)
+            return
+        }
+        if path.hasPrefix("/bytes/"), let n = Int(path.dropFirst(7)), n >= 0 {
+            HTTPResponseWriter.appendHead(status: 200, headers: [HTTPHeader("Content-Type", "application/octet-stream"),
+                                                                 HTTPHeader("Content-Length", String(n))], to: &out)
+            writeAll(c, out)
+            let block = [UInt8](repeating: 0x78, count: 64 << 10)
+            var left = h.method == "HEAD" ? 0 : n
+            while left > 0 {
+                writeAll(c, left >= block.count ? block : Array(block[0 ..< left]))
+                left -= min(left, block.count)
+            }
             return
         }
         var status = 200

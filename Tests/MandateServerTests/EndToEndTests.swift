@@ -373,3 +373,51 @@ extension String {
         #expect(log.contains("\"path\":\"/events\""))
     }
 }
+
+@Suite(.serialized) struct BackpressureTests {
+    @Test func relaysLargeResponseToSlowReader() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        let size = 8 << 20
+        c.send("GET /bytes/\(size) HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        usleep(300_000)  // let the proxy's output and curl's pause kick in
+        var total = 0
+        var head = ""
+        while true {
+            let s = c.readSome()
+            if s.isEmpty { break }
+            if head.isEmpty { head = String(s.prefix(200)) }
+            total += s.utf8.count
+        }
+        _ = f.shutdown()
+        #expect(head.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(head.contains("Content-Length: \(size)"))
+        #expect(total > size)
+        #expect(total < size + 400)
+    }
+
+    @Test func keepsServingWhileSlowClientsHoldConnections() throws {
+        let f = try Fixture()
+        let slow = (0 ..< 200).map { _ in Client(port: f.port) }
+        for s in slow { s.send("GET / HTTP/1.1\r\nHo") }
+        let c = Client(port: f.port)
+        c.send("GET /fine HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.contains("\"path\":\"/fine\""))
+        _ = slow.count
+    }
+}
+
+@Suite(.serialized) struct ExpectContinueTests {
+    @Test func closesAfterRefusingRequestThatAwaitsContinue() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("POST /deny HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 401"))
+        #expect(!response.contains("100 Continue"))
+        #expect(response.contains("Connection: close\r\n"))
+    }
+}
