@@ -1,4 +1,5 @@
 import Glibc
+import CCurl
 import CMandateShim
 import MandateCore
 import MandateHTTP
@@ -255,7 +256,7 @@ final class ClientConnection {
     }
 
     private func responseEnded(now: Double) {
-        writeLog(now: now)
+        writeLog()
         apply(lifecycle.responseEnded(now: now), now: now)
         flush(now: now)
     }
@@ -268,12 +269,12 @@ final class ClientConnection {
         }
     }
 
-    private func writeLog(now: Double) {
+    private func writeLog() {
         guard let r = record else { return }
         record = nil
         loop.log(AccessRecord(unixMillis: unixMillisNow(), requestID: r.requestID, method: r.method, path: r.path,
                               status: r.status, forwarded: r.forwarded, reason: r.reason, facts: r.facts,
-                              latencyMillis: (now - r.start) * 1000, peer: peer))
+                              latencyMillis: (monotonicNow() - r.start) * 1000, peer: peer))
     }
 
     // MARK: Upstream response (called from curl callbacks)
@@ -361,7 +362,7 @@ final class ClientConnection {
             exchange = nil
             if record != nil && record!.status == 0 { record!.status = 499 }  // client went away (nginx's 499)
         }
-        if record != nil { writeLog(now: now) }
+        if record != nil { writeLog() }
         Glibc.close(fd)
         loop.release(slot: slot)
     }

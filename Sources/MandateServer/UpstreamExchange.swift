@@ -61,10 +61,16 @@ final class UpstreamExchange {
         }
         _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, me)
 
-        let hasBody: Bool
+        var hasBody: Bool
         switch head.framing {
         case .none:
             hasBody = false
+            // Never retried: curl resends on a reused connection that died, unless it would have to
+            // rewind a body it cannot rewind. So a non-idempotent request always has a body (RFC 9110 §9.2.2).
+            if !Self.idempotent.contains(head.method) && !isHEAD {
+                hasBody = true
+                _ = mandate_curl_easy_setopt_off(easy, CURLOPT_INFILESIZE_LARGE, 0)
+            }
         case .length(let n):
             hasBody = true
             _ = mandate_curl_easy_setopt_off(easy, CURLOPT_INFILESIZE_LARGE, curl_off_t(n))
@@ -99,6 +105,8 @@ final class UpstreamExchange {
         if !hasAccept { headerList = curl_slist_append(headerList, "Accept:") }
         _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_HTTPHEADER, headerList)
     }
+
+    static let idempotent: Set<String> = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
 
     private static func nameIs(_ name: String, _ lower: String) -> Bool {
         name.utf8.elementsEqual(lower.utf8, by: asciiCaseInsensitiveEqual)

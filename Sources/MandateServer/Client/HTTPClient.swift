@@ -50,7 +50,7 @@ public enum HTTPClient {
                 let name = String(line[..<colon])
                 var value = line[line.index(after: colon)...]
                 while value.first == " " { value = value.dropFirst() }
-                while let l = value.last, l == "\r" || l == "\n" || l == " " { value = value.dropLast() }
+                while let l = value.last, l.isNewline || l == " " { value = value.dropLast() }
                 sink.headers.append(HTTPHeader(name, String(value)))
             }
             return size * n
