@@ -65,6 +65,7 @@ enum Demo {
 
         route /invoices/ { methods GET; scope invoices:read; effect allow; }
         route /payments { methods POST; scope payments:write; effect approve; }
+        route /events { methods GET; scope invoices:read; effect allow; }   # Server-Sent Events, streamed
 
         """
     }
