@@ -114,6 +114,14 @@ import MandateHTTP
         }
     }
 
+    @Test func verifierRefusesPublicOriginWithPath() {
+        for origin in ["https://proxy.example/v1/", "https://proxy.example/v1", "proxy.example"] {
+            var c = config(principals: [chain.principal])
+            c.publicOrigin = origin
+            #expect(throws: Reason.self, "\(origin)") { try Verifier(config: c) }
+        }
+    }
+
     // MARK: The credential
 
     @Test func rejectsMissingDPoPProof() throws {
