@@ -68,9 +68,10 @@ public enum JWK {
     public static func publicKeyAndThumbprint(_ jwk: JSONObject, cache: ProofKeyCache?)
         -> Result<(key: VerificationKey, thumbprint: String), JWKError> {
         if jwk.names.contains(where: privateMembers.contains) { return .failure(.privateMembers) }
-        guard let kty = jwk["kty"]?.string, let crv = jwk["crv"]?.string else {
-            return .failure(.malformed("kty and crv are required"))
-        }
+        guard let kty = jwk["kty"]?.string else { return .failure(.malformed("kty is required")) }
+        // RSA and oct keys have no crv: name the real reason, not a missing member.
+        guard kty == "OKP" || kty == "EC" else { return .failure(.unsupportedKeyType) }
+        guard let crv = jwk["crv"]?.string else { return .failure(.malformed("crv is required")) }
         guard let x = jwk["x"]?.string else { return .failure(.malformed("x is required")) }
         let y = jwk["y"]?.string
         let alg: JWSAlgorithm

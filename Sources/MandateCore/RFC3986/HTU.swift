@@ -28,7 +28,10 @@ public enum HTU {
     /// `scheme://host[:port]` from a configured origin (no path), normalised.
     public static func normalizeOrigin(_ origin: String) -> String? {
         guard let n = normalize(origin), n.hasSuffix("/") else { return nil }
-        return String(n.dropLast())
+        let o = n.dropLast()
+        // A path ("https://h/v1/") would otherwise be glued in front of every request path.
+        guard let sep = o.firstRange(of: "://"), !o[sep.upperBound...].contains("/") else { return nil }
+        return String(o)
     }
 
     static func normalizeAuthority(_ a: ArraySlice<UInt8>, scheme: String) -> String? {

@@ -1,0 +1,231 @@
+import Testing
+@testable import MandateCore
+import MandateCrypto
+
+/// nginx-style configuration; every error names `file:line`.
+@Suite struct ConfigParserTests {
+    let alice = SigningKey.generate(.edDSA).did
+    let bob = SigningKey.generate(.es256).did
+
+    func parse(_ text: String) throws(ConfigError) -> ProxyConfig { try ConfigParser.parse(text, file: "proxy.conf") }
+
+    func error(_ text: String) -> String? {
+        do { _ = try parse(text); return nil } catch { return error.description }
+    }
+
+    @Test func parsesEveryDirective() throws {
+        let c = try parse("""
+        # Mandate
+        listen 127.0.0.1:8443;
+        listen [::1]:8444;
+        listen 9000;
+        workers 4;
+        public_origin https://api.example;
+        audience "https://api.example/agents";
+        upstream http://127.0.0.1:9001;
+        max_chain_length 3;
+        clock_skew 10s;
+        max_delegation_lifetime 12h;
+        dpop_max_age 2m;
+        dpop_future_skew 3;
+        replay_cache_size 5000;
+        chain_cache_size 100;
+        client_max_body_size 1m;
+        max_header_size 16k;
+        max_headers 50;
+        max_uri_length 4k;
+        header_timeout 500ms;
+        idle_timeout 1d;
+        upstream_connect_timeout 2s;
+        upstream_timeout 30s;
+        trusted_proxies 10.0.0.0/8 ::1;
+        trusted_proxies 192.168.0.1;
+        access_log /var/log/mandate.log;
+        principal \(alice) { name "Alice"; }
+        principal \(bob) {
+            name 'Bob B';
+        }
+        route /orders/ {
+            methods GET HEAD;
+            scope orders:read;
+            effect allow;
+            principals \(alice);
+            agents did:key:zAgent;
+        }
+        route / { effect deny; }
+        route /payments { scope pay admin; effect approve; }
+        """)
+        #expect(c.listen == [.init(host: "127.0.0.1", port: 8443), .init(host: "::1", port: 8444),
+                             .init(host: "0.0.0.0", port: 9000)])
+        #expect(c.workers == 4)
+        #expect(c.publicOrigin == "https://api.example")
+        #expect(c.audience == "https://api.example/agents")
+        #expect(c.effectiveAudience == "https://api.example/agents")
+        #expect(c.upstream == "http://127.0.0.1:9001")
+        #expect(c.maxChainLength == 3)
+        #expect(c.clockSkew == 10)
+        #expect(c.maxDelegationLifetime == 12 * 3600)
+        #expect(c.dpopMaxAge == 120)
+        #expect(c.dpopFutureSkew == 3)
+        #expect(c.replayCacheSize == 5000)
+        #expect(c.chainCacheSize == 100)
+        #expect(c.clientMaxBodySize == 1 << 20)
+        #expect(c.maxHeaderBytes == 16 << 10)
+        #expect(c.maxHeaderCount == 50)
+        #expect(c.maxURILength == 4 << 10)
+        #expect(c.headerTimeout == 0.5)
+        #expect(c.idleTimeout == 86400)
+        #expect(c.upstreamConnectTimeout == 2)
+        #expect(c.upstreamTimeout == 30)
+        #expect(c.trustedProxies == ["10.0.0.0/8", "::1", "192.168.0.1"])
+        #expect(c.accessLog == "/var/log/mandate.log")
+        #expect(c.principals == [.init(did: alice, name: "Alice"), .init(did: bob, name: "Bob B")])
+        #expect(c.routes.count == 3)
+        #expect(c.routes[0] == .init(prefix: "/orders/", methods: ["GET", "HEAD"], scopes: ["orders:read"], effect: .allow,
+                                     principals: [alice], agents: ["did:key:zAgent"], origin: "proxy.conf:31"))
+        #expect(c.routes[1].effect == .deny)
+        #expect(c.routes[2].scopes == ["pay", "admin"])
+        #expect(c.routes[2].effect == .approve)
+    }
+
+    @Test func defaultsApplyWhenAbsent() throws {
+        let c = try parse("")
+        #expect(c.maxChainLength == 5)
+        #expect(c.clockSkew == 30)
+        #expect(c.maxDelegationLifetime == 24 * 3600)
+        #expect(c.dpopMaxAge == 60)
+        #expect(c.dpopFutureSkew == 5)
+        #expect(c.effectiveAudience == c.publicOrigin)
+        #expect(c.workers == 0)
+    }
+
+    @Test func workersAutoIsZero() throws {
+        #expect(try parse("workers auto;").workers == 0)
+    }
+
+    @Test func unknownDirectiveNamesFileAndLine() {
+        #expect(error("listen 8080;\nworkers 2;\nupsteam http://x;\n") == "proxy.conf:3: unknown directive 'upsteam'")
+    }
+
+    @Test func unknownDirectiveInsideBlockNamesLine() {
+        #expect(error("route / {\n  effect allow;\n  scopes read;\n}") == "proxy.conf:3: unknown directive 'scopes' in route")
+        #expect(error("principal \(alice) {\n  nam \"A\";\n}") == "proxy.conf:2: unknown directive 'nam' in principal")
+    }
+
+    @Test func missingSemicolonIsReported() {
+        #expect(error("workers 2;\nlisten 8080") == "proxy.conf:2: directive 'listen' is not terminated by ';'")
+        #expect(error("route / {\n  effect allow\n}") == "proxy.conf:3: unexpected '}' (missing ';'?)")
+    }
+
+    @Test func unclosedBlockNamesItsOpeningLine() {
+        #expect(error("workers 2;\nroute / {\n  effect allow;\n") == "proxy.conf:2: block is not closed with '}'")
+    }
+
+    @Test func strayClosingBraceIsReported() {
+        #expect(error("workers 2;\n}") == "proxy.conf:2: unexpected '}'")
+    }
+
+    @Test func unterminatedStringIsReported() {
+        #expect(error("audience \"https://x;\n") == "proxy.conf:1: unterminated string")
+    }
+
+    @Test func duplicateSingleDirectiveNamesBothLines() {
+        #expect(error("upstream http://a;\n\nupstream http://b;") == "proxy.conf:3: 'upstream' is duplicate (first at line 1)")
+        #expect(error("route / {\n effect allow;\n effect deny;\n}") == "proxy.conf:3: 'effect' is duplicate in this route")
+    }
+
+    @Test func repeatableDirectivesMayRepeat() throws {
+        #expect(try parse("listen 1;\nlisten 2;\ntrusted_proxies ::1;\ntrusted_proxies 10.0.0.1;").listen.count == 2)
+    }
+
+    @Test func badDurationIsReported() {
+        #expect(error("clock_skew 30x;") == "proxy.conf:1: '30x' is not a duration (like 500ms, 30s, 5m, 24h) up to 3600s")
+        #expect(error("\ndpop_max_age 2h;")?.hasPrefix("proxy.conf:2: '2h' is not a duration") == true)
+        #expect(error("idle_timeout -1s;")?.hasPrefix("proxy.conf:1: '-1s' is not a duration") == true)
+    }
+
+    @Test func badSizeIsReported() {
+        #expect(error("client_max_body_size 10q;") == "proxy.conf:1: '10q' is not a size (like 16k, 10m)")
+        #expect(error("max_header_size 0;") == "proxy.conf:1: '0' is not a size (like 16k, 10m)")
+    }
+
+    @Test func numberOutOfRangeIsReported() {
+        #expect(error("max_chain_length 17;") == "proxy.conf:1: '17' is not a whole number in 1...16")
+        #expect(error("workers many;") == "proxy.conf:1: 'many' is not a whole number in 1...256")
+    }
+
+    @Test func directiveTakingOneValueRefusesTwo() {
+        #expect(error("upstream http://a http://b;") == "proxy.conf:1: 'upstream' takes exactly one value")
+    }
+
+    @Test func routeWithoutEffectIsReported() {
+        #expect(error("\nroute /api {\n  scope read;\n}") == "proxy.conf:2: route needs an effect (allow, deny or approve)")
+        #expect(error("route / { effect maybe; }") == "proxy.conf:1: effect is allow, deny or approve")
+    }
+
+    @Test func routePrefixMustBeNormalised() {
+        #expect(error("route /a/../b { effect allow; }") == "proxy.conf:1: route prefix '/a/../b' must be a normalised absolute path")
+        #expect(error("route api { effect allow; }")?.contains("must be a normalised absolute path") == true)
+    }
+
+    @Test func routeMethodsMustBeUpperCase() {
+        #expect(error("route / { methods get; effect allow; }") == "proxy.conf:1: 'get' is not an upper-case method name")
+    }
+
+    @Test func routeMayOnlyAdmitEnrolledPrincipals() {
+        #expect(error("route / {\n effect allow;\n principals \(bob);\n}")
+                == "proxy.conf:1: route admits principal \(bob), which is not enrolled")
+    }
+
+    @Test func principalWithInvalidDIDIsReported() {
+        let e = error("workers 1;\nprincipal did:key:zNotAKey { name \"x\"; }")
+        #expect(e?.hasPrefix("proxy.conf:2: principal 'did:key:zNotAKey' is not a usable DID") == true, "\(e ?? "")")
+        #expect(error("principal did:web:example.com { name \"x\"; }")?.hasPrefix("proxy.conf:1: principal 'did:web:example.com' is not a usable DID") == true)
+    }
+
+    @Test func principalEnrolledTwiceIsReported() {
+        #expect(error("principal \(alice) { name a; }\nprincipal \(alice) { name b; }")
+                == "proxy.conf:1: principal \(alice) is enrolled twice")
+    }
+
+    @Test func principalNeedsAName() {
+        #expect(error("principal \(alice) { }") == "proxy.conf:1: principal needs a name")
+    }
+
+    @Test func publicOriginMustBeAnOriginWithoutPath() {
+        #expect(error("public_origin ftp://x;") == "proxy.conf:1: public_origin must be http(s)://host[:port] without a path")
+        #expect(error("public_origin https://api.example/v1;") == "proxy.conf:1: public_origin must be http(s)://host[:port] without a path")
+        #expect(error("public_origin https://api.example/v1/;") == "proxy.conf:1: public_origin must be http(s)://host[:port] without a path")
+        #expect(error("public_origin https://api.example/;") == nil)
+        #expect(error("public_origin https://API.example:443;") == nil)
+    }
+
+    @Test func upstreamMustBeHTTPURL() {
+        #expect(error("upstream 127.0.0.1:9000;") == "proxy.conf:1: upstream must be an http:// or https:// URL")
+    }
+
+    @Test func listenNeedsAddressAndPort() {
+        #expect(error("listen localhost:80;") == "proxy.conf:1: listen takes an IP address and port, like 127.0.0.1:8080")
+        #expect(error("listen 127.0.0.1:70000;")?.hasPrefix("proxy.conf:1: listen takes") == true)
+    }
+
+    @Test func badTrustedProxyNamesItsLine() {
+        #expect(error("\ntrusted_proxies 10.0.0.0/8 10.0.0.0/40;") == "proxy.conf:2: '10.0.0.0/40' has a bad prefix length")
+        #expect(error("trusted_proxies;") == "proxy.conf:1: trusted_proxies needs at least one address")
+    }
+
+    @Test func blockOnPlainDirectiveIsReported() {
+        #expect(error("workers { }") == "proxy.conf:1: 'workers' does not take a block")
+    }
+
+    @Test func commentsAndQuotesAreHonoured() throws {
+        let c = try parse("audience \"a;b # c\"; # trailing comment\naccess_log off;#x")
+        #expect(c.audience == "a;b # c")
+        #expect(c.accessLog == "off")
+    }
+
+    @Test func parsedConfigBuildsAVerifier() throws {
+        let c = try parse("public_origin https://api.example;\nprincipal \(alice) { name a; }\nroute / { effect allow; }")
+        #expect(throws: Never.self) { try Verifier(config: c) }
+    }
+}

@@ -1,0 +1,57 @@
+import Testing
+@testable import MandateCore
+
+/// A refusal renders itself: RFC 9449 §7.1 / RFC 6750 §3 challenge and a JSON body.
+@Suite struct DenialTests {
+    @Test func challengeHasErrorDescriptionAndAlgs() {
+        let d = Denial(.invalidDPoPProof, "htu does not match the request URI")
+        #expect(d.status == 401)
+        #expect(d.wwwAuthenticate
+                == #"DPoP error="invalid_dpop_proof", error_description="htu does not match the request URI", algs="EdDSA ES256""#)
+    }
+
+    @Test func invalidTokenChallengeNamesItsError() {
+        let w = Denial(.invalidToken, "expired").wwwAuthenticate
+        #expect(w?.hasPrefix(#"DPoP error="invalid_token""#) == true)
+        #expect(w?.contains(#"error_description="expired""#) == true)
+        #expect(w?.hasSuffix(#"algs="EdDSA ES256""#) == true)
+    }
+
+    @Test func insufficientScopeChallengeNamesScope() {
+        let d = Denial(.insufficientScope, "lacks scope admin", requiredScope: "admin")
+        #expect(d.status == 403)
+        #expect(d.wwwAuthenticate
+                == #"DPoP error="insufficient_scope", error_description="lacks scope admin", scope="admin", algs="EdDSA ES256""#)
+    }
+
+    @Test func challengeDescriptionCannotBreakQuoting() {
+        let w = Denial(.invalidToken, "scope 'x\"y\\z'\r\n, error=\"forged\"").wwwAuthenticate ?? ""
+        #expect(!w.contains("\r") && !w.contains("\n"))
+        #expect(w.filter { $0 == "\"" }.count == 6)
+    }
+
+    @Test func policyDenialsHaveNoChallenge() {
+        #expect(Denial(.accessDenied, "x").wwwAuthenticate == nil)
+        #expect(Denial(.approvalRequired, "x").wwwAuthenticate == nil)
+        #expect(Denial(.invalidRequest, "x").wwwAuthenticate == nil)
+    }
+
+    @Test func jsonBodyHasErrorDescriptionAndRequestID() throws {
+        let body = Denial(.accessDenied, "no route allows \"GET\" /x\n").jsonBody(requestID: "r-42")
+        #expect(body.last == 0x0a)
+        let o = try StrictJSON.parseObject(body.dropLast()).get()
+        #expect(o.names == ["error", "error_description", "request_id"])
+        #expect(o["error"] == .string("access_denied"))
+        #expect(o["error_description"] == .string("no route allows \"GET\" /x\n"))
+        #expect(o["request_id"] == .string("r-42"))
+    }
+
+    @Test func statusFollowsCode() {
+        #expect(Denial(.invalidRequest, "").status == 400)
+        #expect(Denial(.invalidToken, "").status == 401)
+        #expect(Denial(.accessDenied, "").status == 403)
+        #expect(Denial(.approvalRequired, "").status == 403)
+        #expect(Denial(.temporarilyUnavailable, "").status == 503)
+        #expect(Denial(.badGateway, "", status: 599).status == 599)
+    }
+}
