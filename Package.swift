@@ -24,7 +24,7 @@ let package = Package(
         .executableTarget(name: "mandate", dependencies: ["MandateServer", "MandateCore", "MandateCrypto"]),
         .executableTarget(name: "MandateBench", dependencies: ["MandateCore", "MandateHTTP", "MandateCrypto"],
                           path: "Benchmarks/MandateBench"),
-        .testTarget(name: "MandateCoreTests", dependencies: ["MandateCore", "MandateCrypto"]),
+        .testTarget(name: "MandateCoreTests", dependencies: ["MandateCore", "MandateCrypto", "MandateHTTP"]),
         .testTarget(name: "MandateHTTPTests", dependencies: ["MandateHTTP"]),
         .testTarget(name: "MandateServerTests", dependencies: ["MandateServer", "MandateCore", "MandateHTTP"]),
     ]

@@ -145,3 +145,9 @@ import MandateHTTP
         }
     }
 }
+
+@Test func trustsIPv4MappedPeersAgainstIPv4Blocks() throws {
+    let trusted = try TrustedProxies(["10.0.0.0/8"])
+    #expect(trusted.contains("::ffff:10.1.2.3"))
+    #expect(!trusted.contains("::ffff:11.1.2.3"))
+}

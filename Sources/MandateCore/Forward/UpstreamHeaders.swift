@@ -93,7 +93,9 @@ public struct TrustedProxies: Sendable {
     }
 
     public func contains(_ peer: String) -> Bool {
-        guard !blocks.isEmpty, let a = Self.parse(peer) else { return false }
+        guard !blocks.isEmpty, var a = Self.parse(peer) else { return false }
+        // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d (RFC 4291 §2.5.5.2).
+        if a.count == 16, a[..<10].allSatisfy({ $0 == 0 }), a[10] == 0xff, a[11] == 0xff { a = Array(a[12...]) }
         return blocks.contains { b in
             guard b.address.count == a.count else { return false }
             var bits = b.prefix, i = 0
