@@ -26,6 +26,11 @@ final class UpstreamExchange {
 
     init?(connection: ClientConnection, head: HTTPRequestHead, plan: ForwardPlan, requestID: String,
           settings: LoopSettings) {
+        // A field line that could split in two upstream is never sent (RFC 9110 §5.5).
+        let splits: (UInt8) -> Bool = { $0 == 0x0d || $0 == 0x0a || $0 == 0 }
+        for h in plan.headers where h.name.utf8.contains(where: splits) || h.value.utf8.contains(where: splits) {
+            return nil
+        }
         guard let easy = connection.loop.takeEasyHandle() else { return nil }
         self.connection = connection; self.easy = easy; self.requestID = requestID
         isHEAD = head.method == "HEAD"

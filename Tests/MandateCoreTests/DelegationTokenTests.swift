@@ -137,3 +137,12 @@ import MandateCrypto
         #expect(DelegationToken.parse(bytes(token), limits: .init()).refused?.text == "kid is required")
     }
 }
+
+@Test func rejectsIssuerOrSubjectThatIsNotADID() {
+    #expect(DID.isWellFormed("did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"))
+    #expect(DID.isWellFormed("did:web:example.com%3A3000:user:alice"))
+    for bad in ["did:key:z6Mkx\r\nMandate-Principal: x", "did:key:zA,did:key:zB", "did:Key:z6Mk", "did:key:", "agent-7",
+                "did::x", "did:key:a b"] {
+        #expect(!DID.isWellFormed(bad), "\(bad)")
+    }
+}

@@ -32,8 +32,8 @@ public struct DelegationToken: Sendable {
         for p in ["jwk", "jku", "x5u", "x5c"] where h[p] != nil {
             return .failure(Reason("header parameter '\(p)' is not allowed in a delegation"))
         }
-        guard let iss = c["iss"]?.string, !iss.isEmpty else { return .failure(Reason("iss is required")) }
-        guard let sub = c["sub"]?.string, !sub.isEmpty else { return .failure(Reason("sub is required")) }
+        guard let iss = c["iss"]?.string, DID.isWellFormed(iss) else { return .failure(Reason("iss must be a DID")) }
+        guard let sub = c["sub"]?.string, DID.isWellFormed(sub) else { return .failure(Reason("sub must be a DID")) }
         guard let jkt = c["cnf"]?.object?["jkt"]?.string, jkt.utf8.count == 43,
               Base64URL.decode(jkt.utf8)?.count == 32 else {
             return .failure(Reason("cnf.jkt must be a SHA-256 JWK thumbprint"))

@@ -44,6 +44,32 @@ public enum DID {
         return .failure(.unsupportedMethod)
     }
 
+    /// W3C DID Core §3.1 syntax: `did:` method-name `:` method-specific-id, at most 2 KB. A DID
+    /// goes into upstream headers, so nothing outside this grammar (no CR, LF, comma) passes.
+    public static func isWellFormed(_ did: String) -> Bool {
+        let u = Array(did.utf8)
+        guard u.count <= 2048, u.starts(with: "did:".utf8) else { return false }
+        var i = 4
+        let methodStart = i
+        while i < u.count, (u[i] >= 0x61 && u[i] <= 0x7a) || (u[i] >= 0x30 && u[i] <= 0x39) { i += 1 }
+        guard i > methodStart, i < u.count, u[i] == UInt8(ascii: ":") else { return false }
+        i += 1
+        guard i < u.count, u.last != UInt8(ascii: ":") else { return false }
+        while i < u.count {
+            let c = u[i]
+            let alnum = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39)
+            if alnum || c == 0x2e || c == 0x2d || c == 0x5f || c == 0x3a {
+                i += 1
+            } else if c == 0x25, i + 2 < u.count, PathNormalizer.hexValue(u[i + 1]) != nil,
+                      PathNormalizer.hexValue(u[i + 2]) != nil {
+                i += 3
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
     public static func key(ed25519 publicKey: [UInt8]) -> String {
         "did:key:z" + Base58.encode([0xed, 0x01] + publicKey)
     }
