@@ -45,6 +45,13 @@ int mandate_peer_name(int fd, char *out, size_t outlen);
 int mandate_local_port(int fd);
 int mandate_set_blocking(int fd);
 
+// MARK: OpenSSL TLS (function-like macros)
+typedef struct ssl_ctx_st mandate_ssl_ctx;
+int mandate_ssl_ctx_set_min_proto_version(mandate_ssl_ctx *ctx, int version);
+// SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE
+uint64_t mandate_ssl_hardened_options(void);
+int mandate_tls1_2_version(void);
+
 // MARK: OpenSSL P-256 (macros and EVP plumbing kept out of Swift)
 typedef struct evp_pkey_st mandate_p256_key;
 // 65-byte uncompressed SEC1 point; NULL when the point is not on the curve.
