@@ -160,8 +160,10 @@ def jws(header: dict | bytes, claims: dict | bytes, key: Key | None, signature: 
 
 
 def delegation(issuer: Party, subject_did: str, jkt: str, scope: str, *, now: int | None = None,
-               ttl: int = 3600, parent: str | None = None, jti: str | None = None, **extra) -> str:
-    """One link. `extra` adds or overrides claims (None removes one); `header_extra` the header."""
+               ttl: int = 3600, parent: str | None = None, jti: str | None = None, drop: tuple = (),
+               **extra) -> str:
+    """One link. `extra` adds or overrides claims (None removes one), `drop` removes claims,
+    `header_extra` adds or overrides header parameters, `signer` signs instead of the issuer."""
     now = int(time.time()) if now is None else now
     header = {"alg": issuer.key.alg, "typ": "delegation+jwt", "kid": kid_for(issuer.did)}
     header.update(extra.pop("header_extra", {}))
@@ -175,6 +177,8 @@ def delegation(issuer: Party, subject_did: str, jkt: str, scope: str, *, now: in
             claims.pop(k, None)
         else:
             claims[k] = v
+    for k in drop:
+        claims.pop(k, None)
     return jws({k: v for k, v in header.items() if v is not None}, claims, signer)
 
 
