@@ -3,6 +3,7 @@ import COpenSSL
 
 /// OpenSSL's SHA-256 uses the SHA extensions where the CPU has them.
 public enum SHA256 {
+    @inlinable
     public static func hash(_ data: some Collection<UInt8>) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         withBytes(data) { buf in
@@ -21,6 +22,7 @@ public enum Random {
 }
 
 /// Constant-time equality for secrets and MACs: the time depends on the length only.
+@inlinable
 public func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
     guard a.count == b.count else { return false }
     var diff: UInt8 = 0

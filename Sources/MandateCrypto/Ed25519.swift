@@ -5,6 +5,7 @@ public enum Ed25519 {
     public static let publicKeyLength = 32
     public static let signatureLength = 64
 
+    @inlinable
     public static func verify(signature: some Collection<UInt8>, message: some Collection<UInt8>,
                               publicKey: some Collection<UInt8>) -> Bool {
         withBytes(signature) { sig in

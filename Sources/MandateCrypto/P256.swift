@@ -3,7 +3,7 @@ import CMandateShim
 /// A P-256 public key (ES256, RFC 7518 §3.4), parsed and curve-checked once, then reused.
 public final class P256PublicKey: @unchecked Sendable {
     // EVP_PKEY is reference counted and safe for concurrent verification.
-    private let key: OpaquePointer
+    @usableFromInline let key: OpaquePointer
     /// 65-byte uncompressed SEC1 point.
     public let uncompressed: [UInt8]
 
@@ -30,6 +30,7 @@ public final class P256PublicKey: @unchecked Sendable {
     public var y: ArraySlice<UInt8> { uncompressed[33..<65] }
 
     /// Raw r‖s only (RFC 7518 §3.4); zero or out-of-range scalars are refused.
+    @inlinable
     public func verify(signature: some Collection<UInt8>, message: some Collection<UInt8>) -> Bool {
         withBytes(signature) { sig in
             withBytes(message) { msg in

@@ -15,4 +15,11 @@ public struct VerifiedChain: Sendable, Equatable {
     public var expiresAt: Int64
     /// Agent-Delegation exactly as presented, so a cached chain answers only for that text.
     public var ancestry: [UInt8]
+
+    public init(principal: String, agent: String, dids: [String], scopes: [String], proofKeyThumbprint: String,
+                notBefore: Int64, expiresAt: Int64, ancestry: [UInt8]) {
+        self.principal = principal; self.agent = agent; self.dids = dids; self.scopes = scopes
+        self.proofKeyThumbprint = proofKeyThumbprint; self.notBefore = notBefore; self.expiresAt = expiresAt
+        self.ancestry = ancestry
+    }
 }

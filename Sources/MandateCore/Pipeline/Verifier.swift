@@ -7,7 +7,7 @@ public final class Verifier: RequestGate {
     public let config: ProxyConfig
     let walker: ChainWalker
     let chains: ChainCache
-    let replay: any ReplayStore
+    public let replay: any ReplayStore
     let proofKeys: ProofKeyCache
     let policy: RoutePolicy
     let upstreamHeaders: UpstreamHeaders
