@@ -26,5 +26,6 @@ let package = Package(
                           path: "Benchmarks/MandateBench"),
         .testTarget(name: "MandateCoreTests", dependencies: ["MandateCore", "MandateCrypto"]),
         .testTarget(name: "MandateHTTPTests", dependencies: ["MandateHTTP"]),
+        .testTarget(name: "MandateServerTests", dependencies: ["MandateServer", "MandateCore", "MandateHTTP"]),
     ]
 )

@@ -25,7 +25,7 @@ enum Demo {
 
         let me = CommandLine.arguments[0]
         let base = "http://127.0.0.1:\(port)"
-        print("""
+        writeAll(1, Array("""
         Mandate demo
           principal  Alice   \(alice.did)
           agent              \(agent.did)
@@ -41,9 +41,9 @@ enum Demo {
           # refused with 401: a plain request has no credential
           curl -i \(base)/invoices/42
 
-        """)
+        """.utf8))
         DispatchQueue.global().async { try? runDemoUpstream(host: "127.0.0.1", port: upstreamPort) }
-        try serve(config: config, gate: verifier)
+        try serve(config: config, gate: verifier, configPath: "\(dir)/proxy.conf")
     }
 
     static func keyFile(_ path: String, _ alg: JWSAlgorithm) throws -> SigningKey {
@@ -65,6 +65,7 @@ enum Demo {
 
         route /invoices/ { methods GET; scope invoices:read; effect allow; }
         route /payments { methods POST; scope payments:write; effect approve; }
+        route /events { methods GET; scope invoices:read; effect allow; }   # Server-Sent Events, streamed
 
         """
     }

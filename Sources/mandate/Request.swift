@@ -33,13 +33,13 @@ enum Request {
         }
         let showHeaders = o.flags.contains("-i")
         do {
-            let r = try HTTPClient.perform(method: method, url: url, headers: headers, body: body) { chunk in
+            let r = try HTTPClient.perform(method: method, url: url, headers: headers, body: body, onHead: { status, hs in
+                guard showHeaders else { return }
+                var text = "HTTP \(status)\r\n"
+                for h in hs { text += "\(h.name): \(h.value)\r\n" }
+                writeAll(1, Array((text + "\r\n").utf8))
+            }) { chunk in
                 writeAll(1, chunk)
-            }
-            if showHeaders {
-                var err = StandardError()
-                print("HTTP \(r.status)", to: &err)
-                for h in r.headers { print("\(h.name): \(h.value)", to: &err) }
             }
             return r.status >= 200 && r.status < 400 ? 0 : 22  // like curl --fail
         } catch {

@@ -11,7 +11,7 @@ enum Serve {
             print("\(path): ok (\(config.principals.count) principals, \(config.routes.count) routes)")
             return
         }
-        try serve(config: config, gate: verifier)
+        try serve(config: config, gate: verifier, configPath: path)
     }
 
     static func load(_ path: String) throws -> ProxyConfig {

@@ -1,10 +1,55 @@
+import Dispatch
 import MandateCore
+import MandateServer
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// Replaced once the server lands.
-func serve(config: ProxyConfig, gate: Verifier) throws {
-    throw CLIError(message: "server not built yet")
+/// Runs the proxy until SIGINT or SIGTERM. SIGHUP re-reads `configPath` and swaps principals,
+/// routes and verification settings atomically; listen, upstream and HTTP limits need a restart.
+func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
+    let reloadable = ReloadableGate(gate)
+    let server: ProxyServer
+    do { server = try ProxyServer(config: config, gate: reloadable) } catch { throw CLIError(message: "\(error)") }
+    let listening = zip(config.listen, server.boundPorts).map { "\($0.host):\($1)" }.joined(separator: ", ")
+    var err = StandardError()
+    print("mandate: listening on \(listening), forwarding to \(config.upstream), public origin \(config.publicOrigin)",
+          to: &err)
+    var sources: [DispatchSourceSignal] = []
+    for sig in [SIGINT, SIGTERM] {
+        signal(sig, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        s.setEventHandler { server.stop() }
+        s.resume()
+        sources.append(s)
+    }
+    if let configPath {
+        signal(SIGHUP, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        s.setEventHandler {
+            var err = StandardError()
+            do {
+                let next = try Serve.load(configPath)
+                let verifier = try Verifier(config: next, replay: reloadable.verifier.replay)
+                reloadable.replace(with: verifier)
+                print("mandate: reloaded \(configPath) (\(next.principals.count) principals, \(next.routes.count) routes)",
+                      to: &err)
+            } catch let e as CLIError {
+                print("mandate: reload failed, keeping the running configuration: \(e.message)", to: &err)
+            } catch let e as Reason {
+                print("mandate: reload failed, keeping the running configuration: \(e.text)", to: &err)
+            } catch {
+                print("mandate: reload failed, keeping the running configuration: \(error)", to: &err)
+            }
+        }
+        s.resume()
+        sources.append(s)
+    }
+    try withExtendedLifetime(sources) { try server.run() }
 }
 
 func runDemoUpstream(host: String, port: Int) throws {
-    throw CLIError(message: "server not built yet")
+    let upstream: DemoUpstream
+    do { upstream = try DemoUpstream(host: host, port: port) } catch { throw CLIError(message: "\(error)") }
+    upstream.run()
 }

@@ -41,6 +41,9 @@ int mandate_accept4(int fd, struct sockaddr *addr, socklen_t *len);
 int mandate_listen_socket(const char *host, int port, int reuseport, int backlog);
 int mandate_set_nodelay(int fd);
 int mandate_peer_name(int fd, char *out, size_t outlen);
+// Port a socket is bound to (for port 0 listeners); -1 on error.
+int mandate_local_port(int fd);
+int mandate_set_blocking(int fd);
 
 // MARK: OpenSSL P-256 (macros and EVP plumbing kept out of Swift)
 typedef struct evp_pkey_st mandate_p256_key;

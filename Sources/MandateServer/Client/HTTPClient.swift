@@ -18,16 +18,20 @@ public enum HTTPClient {
         var upload: [UInt8] = []
         var uploadOffset = 0
         var stream: ((ArraySlice<UInt8>) -> Void)?
+        var onHead: ((Int, [HTTPHeader]) -> Void)?
+        var status = 0
     }
 
     /// `onBody`, when given, receives the body as it arrives (Server-Sent Events stay live).
     public static func perform(method: String, url: String, headers: [HTTPHeader], body: [UInt8]?,
-                               timeout: Double = 60, onBody: ((ArraySlice<UInt8>) -> Void)? = nil) throws(Failure) -> Response {
+                               timeout: Double = 60, onHead: ((Int, [HTTPHeader]) -> Void)? = nil,
+                               onBody: ((ArraySlice<UInt8>) -> Void)? = nil) throws(Failure) -> Response {
         _ = globalInit
         guard let h = curl_easy_init() else { throw Failure(message: "curl_easy_init failed") }
         defer { curl_easy_cleanup(h) }
         let sink = Sink()
         sink.stream = onBody
+        sink.onHead = onHead
         let ctx = Unmanaged.passUnretained(sink).toOpaque()
         var list: UnsafeMutablePointer<curl_slist>? = nil
         for hd in headers { list = curl_slist_append(list, "\(hd.name): \(hd.value)") }
@@ -45,12 +49,17 @@ public enum HTTPClient {
         _ = mandate_curl_easy_setopt_write(h, CURLOPT_HEADERFUNCTION) { ptr, size, n, ud in
             let sink = Unmanaged<Sink>.fromOpaque(ud!).takeUnretainedValue()
             let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: size * n), as: UTF8.self)
-            if line.hasPrefix("HTTP/") { sink.headers.removeAll() }
+            if line.hasPrefix("HTTP/") {
+                sink.headers.removeAll()
+                sink.status = Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+            }
+            // The blank line ends a head; 1xx heads are interim (RFC 9110 §15.2).
+            if line == "\r\n" || line == "\n", sink.status >= 200 { sink.onHead?(sink.status, sink.headers) }
             if let colon = line.firstIndex(of: ":") {
                 let name = String(line[..<colon])
                 var value = line[line.index(after: colon)...]
                 while value.first == " " { value = value.dropFirst() }
-                while let l = value.last, l == "\r" || l == "\n" || l == " " { value = value.dropLast() }
+                while let l = value.last, l.isNewline || l == " " { value = value.dropLast() }
                 sink.headers.append(HTTPHeader(name, String(value)))
             }
             return size * n

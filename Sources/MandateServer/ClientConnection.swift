@@ -1,0 +1,369 @@
+import Glibc
+import CCurl
+import CMandateShim
+import MandateCore
+import MandateHTTP
+
+/// One client connection: socket I/O around the parser, the lifecycle and at most one exchange.
+/// Owned by its loop's thread.
+final class ClientConnection {
+    unowned let loop: EventLoop
+    let fd: Int32
+    let slot: Int
+    let tag: UInt64
+    let peer: String
+    private var parser: HTTPRequestParser
+    private(set) var lifecycle: ConnectionLifecycle
+    /// Input not yet parsed (pipelined requests, or body held back by upstream backpressure).
+    private var inbox: [UInt8] = []
+    private var outbox: [UInt8] = []
+    private var outOffset = 0
+    private(set) var interest: UInt32
+    private(set) var exchange: UpstreamExchange?
+    private var closed = false
+    /// Set once the socket failed; curl callbacks check it and abort the transfer.
+    private(set) var broken = false
+    private var closeAfterFlush = false
+    /// Request body queued for the upstream passed the high-water mark.
+    private var inputHeld = false
+    private var record: Record?
+
+    /// What the access log needs about the request in flight.
+    struct Record {
+        var requestID: String
+        var method: String
+        var path: String
+        var start: Double
+        var forwarded: Bool
+        var reason: String?
+        var facts: AuditFacts
+        var status = 0
+    }
+
+    init(loop: EventLoop, fd: Int32, slot: Int, tag: UInt64, peer: String, now: Double) {
+        self.loop = loop; self.fd = fd; self.slot = slot; self.tag = tag; self.peer = peer
+        parser = HTTPRequestParser(limits: loop.settings.limits)
+        lifecycle = ConnectionLifecycle(now: now, headerTimeout: loop.settings.headerTimeout,
+                                        idleTimeout: loop.settings.idleTimeout)
+        interest = (Epoll.input | Epoll.readHangup)
+    }
+
+    var hasPendingOutput: Bool { outOffset < outbox.count }
+    var pendingOutput: Int { outbox.count - outOffset }
+
+    // MARK: Events
+
+    func handle(events: UInt32, now: Double) {
+        if events & Epoll.error != 0 { close(now: now); return }
+        if events & Epoll.output != 0 {
+            flush(now: now)
+            if closed { return }
+            if let ex = exchange, ex.receivePaused, pendingOutput < loop.settings.outputHighWater / 2 {
+                ex.resumeReceiving()
+                if closed { return }
+            }
+        }
+        if events & Epoll.input != 0 { readAvailable(now: now); if closed { return } }
+        // The peer shut down: once nothing more is wanted from it, it is gone (a half-close while
+        // waiting for a response is treated as an abort).
+        if events & (Epoll.readHangup | Epoll.hangup) != 0 && !wantsInput {
+            close(now: now)
+        }
+    }
+
+    private var wantsInput: Bool {
+        lifecycle.phase == .closing || (lifecycle.acceptsInput && !inputHeld && inbox.isEmpty)
+    }
+
+    private func readAvailable(now: Double) {
+        var rounds = 0
+        while !closed && wantsInput && rounds < 4 {
+            rounds += 1
+            let n = Glibc.read(fd, loop.readBuffer.baseAddress, loop.readBuffer.count)
+            if n > 0 {
+                if lifecycle.phase == .closing { continue }  // lingering close: discard
+                lifecycle.bytesReceived(now: now)
+                let input = UnsafeRawBufferPointer(rebasing: loop.readBuffer[0 ..< n])
+                let used = drive(input, now: now)
+                if !closed && used < n { inbox.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[used...])) }
+                if n < loop.readBuffer.count { break }
+            } else if n == 0 {
+                close(now: now); return
+            } else {
+                if errno == EAGAIN || errno == EINTR { break }
+                close(now: now); return
+            }
+        }
+        updateInterest()
+    }
+
+    /// Parses held-back input once the connection may take it again.
+    func resumeInput(now: Double) {
+        guard !closed else { return }
+        if !inbox.isEmpty && lifecycle.acceptsInput && !inputHeld {
+            if lifecycle.phase == .idle { lifecycle.bytesReceived(now: now) }
+            var pending: [UInt8] = []
+            swap(&pending, &inbox)
+            let used = pending.withUnsafeBytes { drive($0, now: now) }
+            if !closed && used < pending.count { inbox.append(contentsOf: pending[used...]) }
+            pending.removeAll(keepingCapacity: true)
+            if inbox.isEmpty { swap(&pending, &inbox) }  // keep the capacity
+        }
+        if !closed { updateInterest() }
+    }
+
+    /// Feeds input to the parser while the lifecycle accepts it; returns the bytes consumed.
+    private func drive(_ input: UnsafeRawBufferPointer, now: Double) -> Int {
+        var offset = 0
+        while !closed && lifecycle.acceptsInput && !inputHeld {
+            let start = offset
+            let (event, used) = parser.parse(UnsafeRawBufferPointer(rebasing: input[start...]))
+            offset += used
+            guard let event else { break }
+            switch event {
+            case .head(let head):
+                onHead(head, now: now)
+            case .body(let o, let c):
+                onBody(UnsafeRawBufferPointer(rebasing: input[(start + o) ..< (start + o + c)]))
+            case .end:
+                onRequestEnd(now: now)
+            case .error(let e):
+                onParseError(e, now: now)
+                return input.count
+            }
+        }
+        return offset
+    }
+
+    // MARK: Requests
+
+    private func onHead(_ head: HTTPRequestHead, now: Double) {
+        lifecycle.headReceived(keepAlive: head.keepAlive, now: now)
+        let id = loop.requestIDs.next()
+        let admission = loop.gate.admit(head, peer: peer, requestID: id, now: unixMillisNow() / 1000)
+        let hasBody: Bool
+        switch head.framing {
+        case .none, .length(0): hasBody = false
+        default: hasBody = true
+        }
+        switch admission {
+        case .refuse(let denial, let facts):
+            record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: false,
+                            reason: denial.code.rawValue, facts: facts)
+            // A small (or empty) body is read and dropped so the connection can be reused; a client
+            // waiting for 100 Continue will not send its body at all (RFC 9110 §10.1.1).
+            switch head.framing {
+            case .none: lifecycle.discardBody()
+            case .length(let n) where n <= loop.settings.maxDrain && head.keepAlive && !expectsContinue(head):
+                lifecycle.discardBody()
+            default: lifecycle.mustClose()
+            }
+            respond(denial, requestID: id, isHEAD: head.method == "HEAD", now: now)
+        case .forward(let plan):
+            record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: true,
+                            reason: nil, facts: plan.facts)
+            // RFC 9110 §10.1.1: the client waits for this before sending the body.
+            if hasBody && expectsContinue(head) {
+                outbox.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                flush(now: now)
+            }
+            if let ex = UpstreamExchange(connection: self, head: head, plan: plan, requestID: id, settings: loop.settings),
+               loop.attach(ex) {
+                exchange = ex
+            } else {
+                lifecycle.mustClose()
+                respond(Denial(.badGateway, "upstream unavailable"), requestID: id, isHEAD: false, now: now)
+            }
+        }
+    }
+
+    private func expectsContinue(_ head: HTTPRequestHead) -> Bool {
+        guard let expect = head.value("Expect") else { return false }
+        return expect.utf8.elementsEqual("100-continue".utf8, by: asciiCaseInsensitiveEqual)
+    }
+
+    private func onBody(_ bytes: UnsafeRawBufferPointer) {
+        guard let ex = exchange else { return }  // refused and draining, or upstream already done
+        ex.appendBody(bytes)
+        if ex.pendingBody >= loop.settings.inputHighWater { inputHeld = true }
+    }
+
+    /// Called by the exchange when curl has taken request-body bytes (inside a curl callback).
+    func bodyDrained(pending: Int) {
+        if inputHeld && pending < loop.settings.inputHighWater / 2 {
+            inputHeld = false
+            loop.resumable.append(self)
+        }
+    }
+
+    private func onRequestEnd(now: Double) {
+        exchange?.endBody()
+        apply(lifecycle.requestEnded(now: now), now: now)
+    }
+
+    private func onParseError(_ e: HTTPParseError, now: Double) {
+        let denial: Denial
+        switch e.status {
+        case 413: denial = Denial(.payloadTooLarge, e.reason)
+        case 414: denial = Denial(.uriTooLong, e.reason)
+        case 431: denial = Denial(.headersTooLarge, e.reason)
+        case 505: denial = Denial(.versionNotSupported, e.reason)
+        default: denial = Denial(.invalidRequest, e.reason, status: e.status)
+        }
+        if let ex = exchange {
+            loop.detach(ex)
+            exchange = nil
+            if ex.responseStarted { close(now: now); return }
+        }
+        let id = record?.requestID ?? loop.requestIDs.next()
+        if record == nil || record!.status != 0 {
+            record = Record(requestID: id, method: "-", path: "-", start: now, forwarded: false, reason: nil, facts: AuditFacts())
+        }
+        record!.reason = denial.code.rawValue
+        record!.forwarded = false
+        refuseAndClose(denial, requestID: id, now: now)
+    }
+
+    /// Header timeout (slowloris): 408, then close.
+    func headerTimedOut(now: Double) {
+        let id = loop.requestIDs.next()
+        record = Record(requestID: id, method: "-", path: "-", start: now, forwarded: false,
+                        reason: Denial.Code.requestTimeout.rawValue, facts: AuditFacts())
+        refuseAndClose(Denial(.requestTimeout, "request head not received in time"), requestID: id, now: now)
+    }
+
+    private func refuseAndClose(_ denial: Denial, requestID: String, now: Double) {
+        lifecycle.mustClose()
+        if lifecycle.phase != .exchange { lifecycle.headReceived(keepAlive: false, now: now) }
+        respond(denial, requestID: requestID, isHEAD: false, now: now)
+        closeAfterFlush = true
+        flush(now: now)
+    }
+
+    /// A local answer: the Denial's status, JSON body and challenge.
+    private func respond(_ denial: Denial, requestID: String, isHEAD: Bool, now: Double) {
+        let body = denial.jsonBody(requestID: requestID)
+        HTTPResponseWriter.appendStatusLine(denial.status, to: &outbox)
+        HTTPResponseWriter.appendField("Content-Type", "application/json", to: &outbox)
+        HTTPResponseWriter.appendField("Content-Length", body.count, to: &outbox)
+        if let challenge = denial.wwwAuthenticate { HTTPResponseWriter.appendField("WWW-Authenticate", challenge, to: &outbox) }
+        HTTPResponseWriter.appendField("Mandate-Request-Id", requestID, to: &outbox)
+        if !lifecycle.keepAlive { HTTPResponseWriter.appendField("Connection", "close", to: &outbox) }
+        outbox.append(0x0D); outbox.append(0x0A)
+        if !isHEAD { outbox.append(contentsOf: body) }
+        record?.status = denial.status
+        responseEnded(now: now)
+    }
+
+    private func responseEnded(now: Double) {
+        writeLog()
+        apply(lifecycle.responseEnded(now: now), now: now)
+        flush(now: now)
+    }
+
+    private func apply(_ step: ConnectionLifecycle.Step, now: Double) {
+        switch step {
+        case .wait: break
+        case .nextRequest: if !inbox.isEmpty { loop.resumable.append(self) }
+        case .close: closeAfterFlush = true
+        }
+    }
+
+    private func writeLog() {
+        guard let r = record else { return }
+        record = nil
+        loop.log(AccessRecord(unixMillis: unixMillisNow(), requestID: r.requestID, method: r.method, path: r.path,
+                              status: r.status, forwarded: r.forwarded, reason: r.reason, facts: r.facts,
+                              latencyMillis: (monotonicNow() - r.start) * 1000, peer: peer))
+    }
+
+    // MARK: Upstream response (called from curl callbacks)
+
+    /// The upstream head is complete: send ours.
+    func upstreamHeadReady(_ relay: ResponseRelay, requestID: String) {
+        if relay.framing == .closeDelimited { lifecycle.mustClose() }
+        relay.appendHead(requestID: requestID, keepAlive: lifecycle.keepAlive, to: &outbox)
+        record?.status = relay.status
+        flush(now: monotonicNow())
+    }
+
+    /// Body bytes from the upstream; false asks curl to pause (client not keeping up).
+    func upstreamBody(_ data: UnsafeRawBufferPointer, chunked: Bool) -> Bool {
+        if pendingOutput >= loop.settings.outputHighWater { return false }
+        if chunked { HTTPResponseWriter.appendChunk(data, to: &outbox) } else { outbox.append(contentsOf: data) }
+        flush(now: monotonicNow())  // no buffering: each event of a stream goes out as it comes
+        return true
+    }
+
+    /// The transfer is over (already detached from the multi handle).
+    func exchangeFinished(_ ex: UpstreamExchange, code: CURLcode, now: Double) {
+        guard exchange === ex else { return }
+        exchange = nil
+        if closed { return }
+        if code == CURLE_OK && ex.relay.isComplete {
+            if ex.relay.framing == .chunked { HTTPResponseWriter.appendLastChunk(to: &outbox) }
+            responseEnded(now: now)
+            if inputHeld { inputHeld = false; loop.resumable.append(self) }
+        } else if !ex.responseStarted && !broken {
+            lifecycle.mustClose()
+            let denial = code == CURLE_OPERATION_TIMEDOUT
+                ? Denial(.gatewayTimeout, "upstream timed out")
+                : Denial(.badGateway, ex.relayFailed ? "invalid upstream response" : "upstream unreachable")
+            record?.reason = denial.code.rawValue
+            respond(denial, requestID: ex.requestID, isHEAD: ex.isHEAD, now: now)
+        } else {
+            close(now: now)  // the response had started: all we can do is cut it short
+        }
+    }
+
+    // MARK: Output
+
+    private func flush(now: Double) {
+        guard !closed else { return }
+        while outOffset < outbox.count {
+            let n = outbox.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress! + outOffset, raw.count - outOffset, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 { outOffset += n; lifecycle.wrote(now: now); continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EAGAIN { break }
+            broken = true
+            if exchange == nil { close(now: now) }  // else curl aborts on its next callback
+            return
+        }
+        if outOffset == outbox.count {
+            outbox.removeAll(keepingCapacity: outbox.capacity <= 1 << 20)
+            outOffset = 0
+            if closeAfterFlush && exchange == nil && lifecycle.phase != .closing {
+                // Lingering close (RFC 9112 §9.6): stop writing, drain input briefly, then close.
+                Glibc.shutdown(fd, Int32(SHUT_WR))
+                lifecycle.beginClosing(now: now)
+            }
+        }
+        updateInterest()
+    }
+
+    private func updateInterest() {
+        guard !closed else { return }
+        var want = Epoll.readHangup
+        if wantsInput { want |= Epoll.input }
+        if hasPendingOutput { want |= Epoll.output }
+        if want != interest {
+            interest = want
+            _ = mandate_epoll_mod(loop.epfd, fd, want, tag)
+        }
+    }
+
+    func close(now: Double) {
+        guard !closed else { return }
+        closed = true
+        if let ex = exchange {
+            loop.detach(ex)
+            exchange = nil
+            if record != nil && record!.status == 0 { record!.status = 499 }  // client went away (nginx's 499)
+        }
+        if record != nil { writeLog() }
+        Glibc.close(fd)
+        loop.release(slot: slot)
+    }
+}

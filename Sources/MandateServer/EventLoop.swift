@@ -1,0 +1,295 @@
+import Glibc
+import CCurl
+import CMandateShim
+import MandateCore
+import MandateHTTP
+
+/// epoll user data: the kind in the top byte, an index or fd below.
+enum EventTag {
+    static let listen: UInt64 = 1 << 56
+    static let wake: UInt64 = 2 << 56
+    static let client: UInt64 = 3 << 56
+    static let curl: UInt64 = 4 << 56
+    static let kindMask: UInt64 = 0xFF << 56
+}
+
+/// Per-loop settings derived once from `ProxyConfig`.
+struct LoopSettings: Sendable {
+    var limits: HTTPParserLimits
+    var headerTimeout: Double
+    var idleTimeout: Double
+    var connectTimeout: Double
+    var upstreamTimeout: Double
+    /// `scheme://host[:port]` of the upstream, and its path prefix without a trailing '/'.
+    var upstreamOrigin: String
+    var upstreamPrefix: String
+    var maxConnections: Int
+    /// A refused request's body up to this size is drained to keep the connection; larger closes.
+    var maxDrain = 64 << 10
+    /// Output bytes queued for a client before libcurl is paused (backpressure).
+    var outputHighWater = 256 << 10
+    /// Request-body bytes queued for the upstream before the client is no longer read.
+    var inputHighWater = 256 << 10
+
+    init(config: ProxyConfig, maxConnections: Int) throws {
+        limits = HTTPParserLimits(maxURILength: config.maxURILength, maxHeaderBytes: config.maxHeaderBytes,
+                                  maxHeaderCount: config.maxHeaderCount, maxBodySize: config.clientMaxBodySize)
+        headerTimeout = config.headerTimeout; idleTimeout = config.idleTimeout
+        connectTimeout = config.upstreamConnectTimeout; upstreamTimeout = config.upstreamTimeout
+        (upstreamOrigin, upstreamPrefix) = try Self.split(upstream: config.upstream)
+        self.maxConnections = maxConnections
+    }
+
+    static func split(upstream: String) throws -> (String, String) {
+        let u = Array(upstream.utf8)
+        let scheme = upstream.hasPrefix("http://") ? 7 : upstream.hasPrefix("https://") ? 8 : 0
+        guard scheme > 0, u.count > scheme else { throw ServerError("upstream: '\(upstream)' is not an http(s) URL") }
+        guard let slash = u[scheme...].firstIndex(of: 0x2F) else { return (upstream, "") }
+        var end = u.count
+        while end > slash && u[end - 1] == 0x2F { end -= 1 }
+        return (String(decoding: u[..<slash], as: UTF8.self), String(decoding: u[slash ..< end], as: UTF8.self))
+    }
+}
+
+/// One event loop: its listen sockets, the client connections it accepted, one curl multi handle
+/// driven by the same epoll set. Confined to its own thread once `run()` starts (hence
+/// @unchecked Sendable); only `wake()` is called from other threads.
+final class EventLoop: @unchecked Sendable {
+    let settings: LoopSettings
+    let gate: any RequestGate
+    let epfd: Int32
+    let wakeFD: Int32
+    private(set) var listenFDs: [Int32]
+    private var connections: [ClientConnection?] = []
+    private var generations: [UInt32] = []
+    private var freeSlots: [Int] = []
+    private(set) var liveConnections = 0
+    /// Shared by every connection of this loop: reads land here, then get parsed in place.
+    let readBuffer: UnsafeMutableRawBufferPointer
+    private(set) var multi: UnsafeMutableRawPointer!
+    private var curlDeadline: Double?
+    private var easyPool: [UnsafeMutableRawPointer] = []
+    /// Connections whose request-body backpressure was released inside a curl callback.
+    var resumable: [ClientConnection] = []
+    var requestIDs = RequestIDGenerator()
+    let logSink: AccessLogSink
+    var logBytes: [UInt8] = []
+    var logLine = ""
+    private var stopping = false
+
+    init(settings: LoopSettings, gate: any RequestGate, listenFDs: [Int32], logSink: AccessLogSink) throws {
+        self.settings = settings; self.gate = gate; self.listenFDs = listenFDs; self.logSink = logSink
+        epfd = mandate_epoll_create()
+        wakeFD = mandate_eventfd()
+        guard epfd >= 0, wakeFD >= 0 else { throw ServerError("epoll/eventfd: errno \(errno)") }
+        readBuffer = .allocate(byteCount: 64 << 10, alignment: 16)
+        logBytes.reserveCapacity(16 << 10)
+        logLine.reserveCapacity(512)
+        for (i, fd) in listenFDs.enumerated() {
+            _ = mandate_epoll_add(epfd, fd, Epoll.input, EventTag.listen | UInt64(i))
+        }
+        _ = mandate_epoll_add(epfd, wakeFD, Epoll.input, EventTag.wake)
+        multi = curl_multi_init()
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        _ = mandate_curl_multi_setopt_socketfn(multi) { _, fd, what, userp, _ in
+            Unmanaged<EventLoop>.fromOpaque(userp!).takeUnretainedValue().curlSocket(fd, what)
+            return 0
+        }
+        _ = mandate_curl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, me)
+        _ = mandate_curl_multi_setopt_timerfn(multi) { _, ms, userp in
+            Unmanaged<EventLoop>.fromOpaque(userp!).takeUnretainedValue().curlTimer(ms)
+            return 0
+        }
+        _ = mandate_curl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, me)
+        _ = mandate_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 512)
+    }
+
+    deinit {
+        readBuffer.deallocate()
+    }
+
+    /// Thread-safe: asks the loop to stop.
+    func wake() {
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+    }
+
+    // MARK: The loop
+
+    func run() {
+        let capacity = 256
+        let events = UnsafeMutablePointer<mandate_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        var nextSweep = monotonicNow() + 0.25
+        while !stopping {
+            var timeout: Int32 = 250
+            if let d = curlDeadline {
+                timeout = Int32(max(0, min(250, ((d - monotonicNow()) * 1000).rounded(.up))))
+            }
+            let n = mandate_epoll_wait(epfd, events, Int32(capacity), timeout)
+            let now = monotonicNow()
+            if n > 0 { for i in 0 ..< Int(n) { dispatch(events[i], now) } }
+            if let d = curlDeadline, d <= now {
+                curlDeadline = nil
+                socketAction(Curl.socketTimeout, 0)
+            }
+            resumeConnections(now)
+            if now >= nextSweep { nextSweep = now + 0.25; sweep(now) }
+            if !logBytes.isEmpty { logSink.write(&logBytes) }
+        }
+        shutdownLoop()
+    }
+
+    private func dispatch(_ ev: mandate_event, _ now: Double) {
+        let payload = ev.data & ~EventTag.kindMask
+        switch ev.data & EventTag.kindMask {
+        case EventTag.client:
+            let slot = Int(payload & 0xFF_FFFF)
+            guard slot < connections.count, generations[slot] == UInt32(truncatingIfNeeded: payload >> 24),
+                  let c = connections[slot] else { return }
+            c.handle(events: ev.events, now: now)
+        case EventTag.curl:
+            var mask: Int32 = 0
+            if ev.events & (Epoll.input | Epoll.hangup) != 0 { mask |= Curl.selectIn }
+            if ev.events & Epoll.output != 0 { mask |= Curl.selectOut }
+            if ev.events & Epoll.error != 0 { mask |= Curl.selectErr }
+            socketAction(Int32(truncatingIfNeeded: payload), mask)
+        case EventTag.listen:
+            acceptConnections(listenFDs[Int(payload)], now)
+        case EventTag.wake:
+            var v: UInt64 = 0
+            _ = Glibc.read(wakeFD, &v, 8)
+            stopping = true
+        default:
+            break
+        }
+    }
+
+    private func shutdownLoop() {
+        for fd in listenFDs { close(fd) }
+        listenFDs = []
+        for c in connections { c?.close(now: monotonicNow()) }
+        for e in easyPool { curl_easy_cleanup(e) }
+        easyPool = []
+        curl_multi_cleanup(multi)
+        if !logBytes.isEmpty { logSink.write(&logBytes) }
+        close(epfd); close(wakeFD)
+    }
+
+    // MARK: Connections
+
+    private func acceptConnections(_ lfd: Int32, _ now: Double) {
+        for _ in 0 ..< 64 {
+            let fd = mandate_accept4(lfd, nil, nil)
+            if fd < 0 { return }
+            if liveConnections >= settings.maxConnections && !evictIdleConnection(now) {
+                close(fd)  // full of busy connections: refuse the newcomer rather than an honest client
+                continue
+            }
+            _ = mandate_set_nodelay(fd)
+            let slot: Int
+            if let s = freeSlots.popLast() { slot = s } else {
+                slot = connections.count; connections.append(nil); generations.append(0)
+            }
+            let tag = EventTag.client | UInt64(generations[slot]) << 24 | UInt64(slot)
+            var name = [CChar](repeating: 0, count: 64)
+            let peer = mandate_peer_name(fd, &name, 64) == 0
+                ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "-"
+            let c = ClientConnection(loop: self, fd: fd, slot: slot, tag: tag, peer: peer, now: now)
+            connections[slot] = c
+            liveConnections += 1
+            _ = mandate_epoll_add(epfd, fd, c.interest, tag)
+        }
+    }
+
+    /// Called by a connection once its fd is closed.
+    func release(slot: Int) {
+        connections[slot] = nil
+        generations[slot] &+= 1
+        freeSlots.append(slot)
+        liveConnections -= 1
+    }
+
+    /// Under connection pressure the idle keep-alive connection that has waited longest goes first.
+    private func evictIdleConnection(_ now: Double) -> Bool {
+        var victim: ClientConnection?
+        for case let c? in connections where c.lifecycle.phase == .idle || c.lifecycle.phase == .closing {
+            if victim == nil || c.lifecycle.deadline < victim!.lifecycle.deadline { victim = c }
+        }
+        victim?.close(now: now)
+        return victim != nil
+    }
+
+    private func sweep(_ now: Double) {
+        for case let c? in connections {
+            switch c.lifecycle.expiry(now: now, writeBlocked: c.hasPendingOutput) {
+            case .none: break
+            case .close: c.close(now: now)
+            case .requestTimeout: c.headerTimedOut(now: now)
+            }
+        }
+    }
+
+    private func resumeConnections(_ now: Double) {
+        while let c = resumable.popLast() { c.resumeInput(now: now) }
+    }
+
+    // MARK: libcurl multi, driven by this epoll set
+
+    private func curlSocket(_ fd: Int32, _ what: Int32) {
+        if what == Curl.pollRemove { _ = mandate_epoll_del(epfd, fd); return }
+        var events: UInt32 = 0
+        if what & Curl.pollIn != 0 { events |= Epoll.input }
+        if what & Curl.pollOut != 0 { events |= Epoll.output }
+        let tag = EventTag.curl | UInt64(UInt32(bitPattern: fd))
+        if mandate_epoll_mod(epfd, fd, events, tag) != 0 { _ = mandate_epoll_add(epfd, fd, events, tag) }
+    }
+
+    private func curlTimer(_ ms: Int) {
+        curlDeadline = ms < 0 ? nil : monotonicNow() + Double(ms) / 1000
+    }
+
+    private func socketAction(_ fd: Int32, _ mask: Int32) {
+        var running: Int32 = 0
+        _ = curl_multi_socket_action(multi, fd, mask, &running)
+        var easy: UnsafeMutableRawPointer?
+        var code = CURLE_OK
+        while mandate_curl_multi_info_read(multi, &easy, &code) == 1, let e = easy {
+            var priv: UnsafeMutableRawPointer?
+            _ = mandate_curl_easy_getinfo_ptr(e, CURLINFO_PRIVATE, &priv)
+            guard let priv else { continue }
+            let exchange = Unmanaged<UpstreamExchange>.fromOpaque(priv).takeUnretainedValue()
+            detach(exchange)
+            exchange.connection.exchangeFinished(exchange, code: code, now: monotonicNow())
+        }
+    }
+
+    /// An easy handle for a new exchange, from the pool when possible (its buffers are reused).
+    func takeEasyHandle() -> UnsafeMutableRawPointer? {
+        if let e = easyPool.popLast() { curl_easy_reset(e); return e }
+        return curl_easy_init()
+    }
+
+    func attach(_ exchange: UpstreamExchange) -> Bool {
+        curl_multi_add_handle(multi, exchange.easy) == CURLM_OK
+    }
+
+    /// Removes the transfer from the multi handle (also for a client that went away mid-transfer).
+    func detach(_ exchange: UpstreamExchange) {
+        guard !exchange.detached else { return }
+        exchange.detached = true
+        _ = curl_multi_remove_handle(multi, exchange.easy)
+        exchange.releaseHeaders()
+        if easyPool.count < 256 { easyPool.append(exchange.easy) } else { curl_easy_cleanup(exchange.easy) }
+    }
+
+    // MARK: Access log
+
+    func log(_ record: AccessRecord) {
+        guard logSink.fd >= 0 else { return }
+        logLine.removeAll(keepingCapacity: true)
+        record.appendLine(to: &logLine)
+        logBytes.append(contentsOf: logLine.utf8)
+        if logBytes.count > 64 << 10 { logSink.write(&logBytes) }
+    }
+}

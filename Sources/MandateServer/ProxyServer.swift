@@ -1,0 +1,66 @@
+import Glibc
+import CCurl
+import CMandateShim
+import MandateCore
+
+/// The proxy: one event loop per worker, each with its own SO_REUSEPORT listen sockets, its own
+/// connections and its own curl multi handle; nothing shared on the hot path.
+///
+/// Sockets are bound in `init`, so `boundPorts` is known (port 0 picks a free port) before `run()`.
+public final class ProxyServer: @unchecked Sendable {  // immutable after init; stop() only writes eventfds
+    private let loops: [EventLoop]
+    /// The port each `config.listen` entry is bound to, in order.
+    public let boundPorts: [Int]
+
+    public init(config: ProxyConfig, gate: any RequestGate) throws {
+        signal(SIGPIPE, SIG_IGN)
+        curl_global_init(3)  // CURL_GLOBAL_ALL
+        let fileLimit = Self.raiseFileLimit()
+        let workers = config.workers > 0 ? config.workers : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        guard !config.listen.isEmpty else { throw ServerError("listen: no address configured") }
+
+        var ports = config.listen.map(\.port)
+        var fds = [[Int32]](repeating: [], count: workers)
+        for (i, l) in config.listen.enumerated() {
+            for w in 0 ..< workers {
+                let fd = mandate_listen_socket(l.host, Int32(ports[i]), 1, 4096)
+                guard fd >= 0 else {
+                    let err = errno
+                    fds.joined().forEach { close($0) }
+                    throw ServerError("listen \(l.host):\(l.port): cannot bind (errno \(err))")
+                }
+                if ports[i] == 0 { ports[i] = Int(mandate_local_port(fd)) }
+                fds[w].append(fd)
+            }
+        }
+        boundPorts = ports
+        // Half the descriptors for clients, half for upstream connections.
+        let perLoop = max(64, (fileLimit - 64) / 2 / workers)
+        let settings = try LoopSettings(config: config, maxConnections: perLoop)
+        let sink = try AccessLogSink(destination: config.accessLog)
+        loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, logSink: sink) }
+    }
+
+    /// Runs every loop; returns after `stop()`.
+    public func run() throws {
+        let threads = loops.dropFirst().map { loop in startThread { loop.run() } }
+        loops[0].run()
+        for t in threads { pthread_join(t, nil) }
+    }
+
+    /// Thread-safe.
+    public func stop() {
+        for loop in loops { loop.wake() }
+    }
+
+    private static func raiseFileLimit() -> Int {
+        var lim = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 else { return 1024 }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        }
+        return Int(min(lim.rlim_cur, 1 << 20))
+    }
+}

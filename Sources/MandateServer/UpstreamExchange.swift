@@ -1,0 +1,186 @@
+import CCurl
+import CMandateShim
+import MandateCore
+import MandateHTTP
+
+/// One forwarded request as a libcurl easy handle in the loop's multi handle. The request body
+/// streams in from the client (read callback, paused while empty); the response streams out
+/// (header and write callbacks, paused while the client is slow). Never retried.
+final class UpstreamExchange {
+    unowned let connection: ClientConnection
+    let easy: UnsafeMutableRawPointer
+    let requestID: String
+    let isHEAD: Bool
+    private(set) var relay: ResponseRelay
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var body: [UInt8] = []
+    private var bodyOffset = 0
+    private var bodyComplete = false
+    private(set) var sendPaused = false
+    private(set) var receivePaused = false
+    private(set) var responseStarted = false
+    private(set) var relayFailed = false
+    var detached = false
+
+    var pendingBody: Int { body.count - bodyOffset }
+
+    init?(connection: ClientConnection, head: HTTPRequestHead, plan: ForwardPlan, requestID: String,
+          settings: LoopSettings) {
+        guard let easy = connection.loop.takeEasyHandle() else { return nil }
+        self.connection = connection; self.easy = easy; self.requestID = requestID
+        isHEAD = head.method == "HEAD"
+        relay = ResponseRelay(requestIsHEAD: isHEAD, clientMinorVersion: head.minorVersion)
+        configure(head: head, plan: plan, settings: settings)
+    }
+
+    private func configure(head: HTTPRequestHead, plan: ForwardPlan, settings: LoopSettings) {
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        (settings.upstreamOrigin + "/").withCString { _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_URL, $0) }
+        // The exact target policy decided on, no URL re-normalisation by curl.
+        let target = plan.target == "*" ? "*" : settings.upstreamPrefix + plan.target
+        target.withCString { _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_REQUEST_TARGET, $0) }
+        "http,https".withCString { _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_PROTOCOLS_STR, $0) }
+        _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_PRIVATE, me)
+        _ = mandate_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = mandate_curl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        _ = mandate_curl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
+        _ = mandate_curl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
+        _ = mandate_curl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(settings.connectTimeout * 1000))
+        // No total timeout (streams may be long); a transfer idle for upstreamTimeout is cut.
+        _ = mandate_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
+        _ = mandate_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, Int(settings.upstreamTimeout)))
+
+        _ = mandate_curl_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION) { buf, size, n, ud in
+            Unmanaged<UpstreamExchange>.fromOpaque(ud!).takeUnretainedValue()
+                .onHeaderLine(UnsafeRawBufferPointer(start: buf, count: size * n))
+        }
+        _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, me)
+        _ = mandate_curl_easy_setopt_write(easy, CURLOPT_WRITEFUNCTION) { buf, size, n, ud in
+            Unmanaged<UpstreamExchange>.fromOpaque(ud!).takeUnretainedValue()
+                .onBody(UnsafeRawBufferPointer(start: buf, count: size * n))
+        }
+        _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, me)
+
+        var hasBody: Bool
+        switch head.framing {
+        case .none:
+            hasBody = false
+            // Never retried: curl resends on a reused connection that died, unless it would have to
+            // rewind a body it cannot rewind. So a non-idempotent request always has a body (RFC 9110 §9.2.2).
+            if !Self.idempotent.contains(head.method) && !isHEAD {
+                hasBody = true
+                _ = mandate_curl_easy_setopt_off(easy, CURLOPT_INFILESIZE_LARGE, 0)
+            }
+        case .length(let n):
+            hasBody = true
+            _ = mandate_curl_easy_setopt_off(easy, CURLOPT_INFILESIZE_LARGE, curl_off_t(n))
+        case .chunked:
+            hasBody = true  // unknown size: curl sends chunked (RFC 9112 §7.1)
+        }
+        if isHEAD {
+            _ = mandate_curl_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
+        } else if hasBody {
+            _ = mandate_curl_easy_setopt_long(easy, CURLOPT_UPLOAD, 1)
+            _ = mandate_curl_easy_setopt_write(easy, CURLOPT_READFUNCTION) { buf, size, n, ud in
+                Unmanaged<UpstreamExchange>.fromOpaque(ud!).takeUnretainedValue()
+                    .onRead(UnsafeMutableRawBufferPointer(start: buf, count: size * n))
+            }
+            _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_READDATA, me)
+        }
+        if head.method != "GET" && !isHEAD {
+            head.method.withCString { _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, $0) }
+        }
+
+        // Exactly the plan's fields. Framing is curl's to write; its own Expect and Accept are suppressed.
+        var hasAccept = false
+        for h in plan.headers {
+            if Self.nameIs(h.name, "content-length") || Self.nameIs(h.name, "transfer-encoding")
+                || Self.nameIs(h.name, "expect") { continue }
+            if Self.nameIs(h.name, "accept") { hasAccept = true }
+            // "Name;" is curl's spelling of a field with an empty value.
+            let line = h.value.isEmpty ? h.name + ";" : h.name + ": " + h.value
+            headerList = line.withCString { curl_slist_append(headerList, $0) }
+        }
+        headerList = curl_slist_append(headerList, "Expect:")
+        if !hasAccept { headerList = curl_slist_append(headerList, "Accept:") }
+        _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_HTTPHEADER, headerList)
+    }
+
+    static let idempotent: Set<String> = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
+
+    private static func nameIs(_ name: String, _ lower: String) -> Bool {
+        name.utf8.elementsEqual(lower.utf8, by: asciiCaseInsensitiveEqual)
+    }
+
+    func releaseHeaders() {
+        curl_slist_free_all(headerList)
+        headerList = nil
+    }
+
+    // MARK: Request body, client → upstream
+
+    func appendBody(_ bytes: UnsafeRawBufferPointer) {
+        if bodyOffset > 64 << 10 { body.removeFirst(bodyOffset); bodyOffset = 0 }
+        body.append(contentsOf: bytes)
+        if sendPaused { unpause(send: true) }
+    }
+
+    func endBody() {
+        bodyComplete = true
+        if sendPaused { unpause(send: true) }
+    }
+
+    private func onRead(_ out: UnsafeMutableRawBufferPointer) -> Int {
+        let available = pendingBody
+        if available == 0 {
+            if bodyComplete { return 0 }
+            sendPaused = true
+            return Curl.readPause
+        }
+        let n = min(available, out.count)
+        body.withUnsafeBytes { src in
+            out.baseAddress!.copyMemory(from: src.baseAddress! + bodyOffset, byteCount: n)
+        }
+        bodyOffset += n
+        if bodyOffset == body.count { body.removeAll(keepingCapacity: true); bodyOffset = 0 }
+        connection.bodyDrained(pending: pendingBody)
+        return n
+    }
+
+    // MARK: Response, upstream → client
+
+    private func onHeaderLine(_ line: UnsafeRawBufferPointer) -> Int {
+        if connection.broken { return 0 }
+        switch relay.consume(line) {
+        case .more:
+            return line.count
+        case .complete:
+            if !responseStarted {
+                responseStarted = true
+                connection.upstreamHeadReady(relay, requestID: requestID)
+            }
+            return line.count
+        case .invalid:
+            relayFailed = true
+            return 0
+        }
+    }
+
+    private func onBody(_ data: UnsafeRawBufferPointer) -> Int {
+        if connection.broken { return 0 }
+        guard relay.isComplete else { relayFailed = true; return 0 }
+        if relay.framing == .none || data.isEmpty { return data.count }
+        if connection.upstreamBody(data, chunked: relay.framing == .chunked) { return data.count }
+        receivePaused = true
+        return Curl.writePause
+    }
+
+    /// The client drained its output: let curl deliver again.
+    func resumeReceiving() { unpause(send: false) }
+
+    private func unpause(send: Bool) {
+        guard !detached else { return }
+        if send { sendPaused = false } else { receivePaused = false }
+        _ = curl_easy_pause(easy, (sendPaused ? Curl.pauseSend : 0) | (receivePaused ? Curl.pauseRecv : 0))
+    }
+}

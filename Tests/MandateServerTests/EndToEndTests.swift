@@ -1,0 +1,423 @@
+import Glibc
+import Testing
+import MandateCore
+import MandateHTTP
+@testable import MandateServer
+
+/// Forwards everything except `/deny…`; drops Authorization and Connection, adds a principal header.
+struct TestGate: RequestGate {
+    func admit(_ head: HTTPRequestHead, peer: String, requestID: String, now: Int64) -> Admission {
+        let facts = AuditFacts(principal: "did:key:test", agent: "agent-1", chain: ["did:key:test", "agent-1"], route: "all")
+        if head.path.hasPrefix("/deny") {
+            return .refuse(Denial(.invalidToken, "token rejected"), facts)
+        }
+        var headers = head.headers.filter { h in
+            !["authorization", "connection", "keep-alive"].contains(h.name.lowercased())
+        }
+        headers.append(HTTPHeader("Mandate-Principal", "did:key:test"))
+        return .forward(ForwardPlan(target: head.target, headers: headers, facts: facts))
+    }
+}
+
+/// A proxy and a demo upstream on ephemeral loopback ports, stopped at the end.
+final class Fixture {
+    let upstream: DemoUpstream
+    let proxy: ProxyServer
+    let upstreamThread: pthread_t
+    let proxyThread: pthread_t
+    let logPath: String
+    var port: Int { proxy.boundPorts[0] }
+
+    init(upstreamURL: String? = nil, tweak: (inout ProxyConfig) -> Void = { _ in }) throws {
+        upstream = try DemoUpstream(host: "127.0.0.1", port: 0)
+        var config = ProxyConfig()
+        config.listen = [.init(host: "127.0.0.1", port: 0)]
+        config.workers = 1
+        config.upstream = upstreamURL ?? "http://127.0.0.1:\(upstream.port)"
+        logPath = "/tmp/mandate-server-test-\(getpid())-\(UInt32.random(in: 0 ... .max)).log"
+        config.accessLog = logPath
+        tweak(&config)
+        proxy = try ProxyServer(config: config, gate: TestGate())
+        let u = upstream, p = proxy
+        upstreamThread = startThread { u.run() }
+        proxyThread = startThread { try? p.run() }
+    }
+
+    func shutdown() -> String {
+        proxy.stop()
+        pthread_join(proxyThread, nil)
+        upstream.stop()
+        pthread_join(upstreamThread, nil)
+        let log = readFile(logPath)
+        unlink(logPath)
+        return log
+    }
+}
+
+func readFile(_ path: String) -> String {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        out += buf[0 ..< n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// A blocking loopback client.
+final class Client {
+    let fd: Int32
+
+    init(port: Int) {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ s: String) { sendBytes(Array(s.utf8)) }
+
+    func sendBytes(_ b: [UInt8]) {
+        b.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = Glibc.send(fd, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
+                if n <= 0 { return }
+                off += n
+            }
+        }
+    }
+
+    /// One read; empty on EOF or timeout.
+    func readSome() -> String {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        return n > 0 ? String(decoding: buf[0 ..< n], as: UTF8.self) : ""
+    }
+
+    /// Everything until the server closes (or 5 s pass).
+    func readToEnd() -> String {
+        var out = ""
+        while true {
+            let s = readSome()
+            if s.isEmpty { return out }
+            out += s
+        }
+    }
+
+    /// Reads until `marker` has been seen `count` times.
+    func read(until marker: String, count: Int = 1) -> String {
+        var out = ""
+        while out.components(marker) < count {
+            let s = readSome()
+            if s.isEmpty { break }
+            out += s
+        }
+        return out
+    }
+}
+
+extension String {
+    func components(_ marker: String) -> Int {
+        var n = 0
+        var rest = Substring(self)
+        while let r = rest.firstRange(of: marker) { n += 1; rest = rest[r.upperBound...] }
+        return n
+    }
+}
+
+@Suite(.serialized) struct EndToEndTests {
+    @Test func forwardsRequestAndRelaysResponse() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /hello?x=1 HTTP/1.1\r\nHost: proxy\r\nAuthorization: DPoP t\r\nX-Custom: v\r\nConnection: close\r\n\r\n")
+        let response = c.readToEnd()
+        let log = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(response.contains("Mandate-Request-Id: "))
+        #expect(response.contains("\"path\":\"/hello?x=1\""))
+        #expect(response.contains("\"mandate-principal\":\"did:key:test\""))
+        #expect(response.contains("\"x-custom\":\"v\""))
+        #expect(response.contains("\"host\":\"proxy\""))
+        // Exactly the plan's fields: curl adds neither Accept nor Expect, credentials stay out.
+        #expect(!response.contains("\"accept\""))
+        #expect(!response.contains("\"expect\""))
+        #expect(!response.contains("\"authorization\""))
+        #expect(log.contains("\"decision\":\"forward\""))
+        #expect(log.contains("\"path\":\"/hello\""))
+        #expect(log.contains("\"principal\":\"did:key:test\""))
+        #expect(log.contains("\"chain\":[\"did:key:test\",\"agent-1\"]"))
+        #expect(log.contains("\"status\":200"))
+    }
+
+    @Test func prefixesUpstreamPath() throws {
+        let upstream = try DemoUpstream(host: "127.0.0.1", port: 0)
+        let upstreamPort = upstream.port
+        let ut = startThread { upstream.run() }
+        let f = try Fixture(upstreamURL: "http://127.0.0.1:\(upstreamPort)/base/")
+        let c = Client(port: f.port)
+        c.send("GET /p?q HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        upstream.stop(); pthread_join(ut, nil)
+        #expect(response.contains("\"path\":\"/base/p?q\""))
+    }
+
+    @Test func streamsContentLengthBody() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        let body = [UInt8](repeating: 0x61, count: 300_000)
+        c.send("POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+        c.sendBytes(body)
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(response.contains("\"method\":\"POST\""))
+        #expect(response.contains("\"body_bytes\":300000"))
+        #expect(response.contains("\"content-length\":\"300000\""))
+    }
+
+    @Test func streamsChunkedBodyAsChunked() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n")
+        usleep(50_000)
+        c.send("6;ext=1\r\n world\r\n0\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.contains("\"method\":\"PUT\""))
+        #expect(response.contains("\"body_bytes\":11"))
+        #expect(response.contains("\"transfer-encoding\":\"chunked\""))
+    }
+
+    @Test func answers100ContinueBeforeBody() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("POST /e HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        let interim = c.read(until: "\r\n\r\n")
+        c.send("abc")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(interim.hasPrefix("HTTP/1.1 100 Continue\r\n\r\n"))
+        #expect(response.contains("\"body_bytes\":3"))
+    }
+
+    @Test func refusesWithDenialJSONAndChallenge() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /deny HTTP/1.1\r\nHost: h\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let response = c.readToEnd()
+        let log = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 401 Unauthorized\r\n"))
+        #expect(response.contains("Content-Type: application/json\r\n"))
+        #expect(response.contains("WWW-Authenticate: DPoP error=\"invalid_token\""))
+        #expect(response.contains("{\"error\":\"invalid_token\",\"error_description\":\"token rejected\",\"request_id\":\""))
+        // The connection stays usable: the pipelined request after the refusal is forwarded.
+        #expect(response.contains("\"path\":\"/after\""))
+        #expect(log.contains("\"decision\":\"refuse\",\"reason\":\"invalid_token\""))
+    }
+
+    @Test func drainsSmallBodyOfRefusedRequest() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("POST /deny HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 401"))
+        #expect(response.contains("\"path\":\"/next\""))
+    }
+
+    @Test func closesAfterRefusingLargeBody() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("POST /deny HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n" + String(repeating: "x", count: 1000))
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 401"))
+        #expect(response.contains("Connection: close\r\n"))
+    }
+
+    @Test func answersParseErrorWithJSONAndCloses() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET / HTTP/1.1\r\nHost : h\r\n\r\n")
+        let response = c.readToEnd()
+        let log = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        #expect(response.contains("Connection: close\r\n"))
+        #expect(response.contains("\"error\":\"invalid_request\""))
+        #expect(log.contains("\"reason\":\"invalid_request\""))
+    }
+
+    @Test func answersOversizedHeadersWith431() throws {
+        let f = try Fixture { $0.maxHeaderBytes = 1024 }
+        let c = Client(port: f.port)
+        c.send("GET / HTTP/1.1\r\nHost: h\r\nX: " + String(repeating: "a", count: 2000) + "\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 431 "))
+        #expect(response.contains("\"error\":\"request_header_fields_too_large\""))
+    }
+
+    @Test func answersHeaderTimeoutWith408() throws {
+        let f = try Fixture { $0.headerTimeout = 0.3 }
+        let c = Client(port: f.port)
+        c.send("GET / HTTP/1.1\r\nHost: h\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))
+        #expect(response.contains("\"error\":\"request_timeout\""))
+    }
+
+    @Test func closesIdleKeepAliveConnection() throws {
+        let f = try Fixture { $0.idleTimeout = 0.3 }
+        let c = Client(port: f.port)
+        c.send("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        let response = c.readToEnd()  // returns when the idle connection is closed
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 200"))
+        #expect(!response.contains("408"))
+    }
+
+    @Test func servesPipelinedRequestsInOrder() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        let one = response.firstRange(of: "\"path\":\"/1\"")?.lowerBound
+        let two = response.firstRange(of: "\"path\":\"/2\"")?.lowerBound
+        let three = response.firstRange(of: "\"path\":\"/3\"")?.lowerBound
+        #expect(one != nil && two != nil && three != nil)
+        if let one, let two, let three { #expect(one < two && two < three) }
+    }
+
+    @Test func relaysServerSentEventsAsTheyArrive() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /events HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let first = c.read(until: "data: 1")
+        let rest = c.readToEnd()
+        _ = f.shutdown()
+        #expect(first.contains("Content-Type: text/event-stream"))
+        #expect(first.contains("Transfer-Encoding: chunked"))
+        // Event 3 is sent 600 ms after event 1; it cannot be in the read that delivered event 1.
+        #expect(!first.contains("data: 3"))
+        #expect(rest.contains("data: 3"))
+        #expect(rest.hasSuffix("0\r\n\r\n"))
+    }
+
+    @Test func relaysUpstreamStatus() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /status/404 HTTP/1.1\r\nHost: h\r\n\r\nHEAD /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 404 Not Found\r\n"))
+        #expect(response.contains("HTTP/1.1 200 OK\r\n"))
+        // HEAD: the length is relayed but no body follows.
+        #expect(response.hasSuffix("\r\n\r\n"))
+    }
+
+    @Test func answersUnreachableUpstreamWith502() throws {
+        // A port that was just free: nothing listens there.
+        let probe = try DemoUpstream(host: "127.0.0.1", port: 0)
+        let deadPort = probe.port
+        probe.stop(); probe.run()
+        let f = try Fixture(upstreamURL: "http://127.0.0.1:\(deadPort)")
+        let c = Client(port: f.port)
+        c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        let response = c.readToEnd()
+        let log = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+        #expect(response.contains("\"error\":\"bad_gateway\""))
+        #expect(log.contains("\"reason\":\"bad_gateway\""))
+    }
+
+    @Test func servesHTTP10WithoutKeepAlive() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /old HTTP/1.0\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(response.contains("Connection: close\r\n"))
+        #expect(response.contains("\"path\":\"/old\""))
+    }
+
+    @Test func survivesClientDisconnectMidStream() throws {
+        let f = try Fixture()
+        do {
+            let c = Client(port: f.port)
+            c.send("GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+            _ = c.read(until: "data: 1")
+        }  // closed mid-stream
+        usleep(100_000)
+        let c2 = Client(port: f.port)
+        c2.send("GET /ok HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let response = c2.readToEnd()
+        let log = f.shutdown()
+        #expect(response.contains("\"path\":\"/ok\""))
+        #expect(log.contains("\"path\":\"/events\""))
+    }
+}
+
+@Suite(.serialized) struct BackpressureTests {
+    @Test func relaysLargeResponseToSlowReader() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        let size = 8 << 20
+        c.send("GET /bytes/\(size) HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        usleep(300_000)  // let the proxy's output and curl's pause kick in
+        var total = 0
+        var head = ""
+        while true {
+            let s = c.readSome()
+            if s.isEmpty { break }
+            if head.isEmpty { head = String(s.prefix(200)) }
+            total += s.utf8.count
+        }
+        _ = f.shutdown()
+        #expect(head.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(head.contains("Content-Length: \(size)"))
+        #expect(total > size)
+        #expect(total < size + 400)
+    }
+
+    @Test func keepsServingWhileSlowClientsHoldConnections() throws {
+        let f = try Fixture()
+        let slow = (0 ..< 200).map { _ in Client(port: f.port) }
+        for s in slow { s.send("GET / HTTP/1.1\r\nHo") }
+        let c = Client(port: f.port)
+        c.send("GET /fine HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.contains("\"path\":\"/fine\""))
+        _ = slow.count
+    }
+}
+
+@Suite(.serialized) struct ExpectContinueTests {
+    @Test func closesAfterRefusingRequestThatAwaitsContinue() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("POST /deny HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 401"))
+        #expect(!response.contains("100 Continue"))
+        #expect(response.contains("Connection: close\r\n"))
+    }
+}
