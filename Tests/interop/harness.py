@@ -50,6 +50,7 @@ class Outcome:
     upstream: dict[str, list[str]] | None = None   # headers the upstream got, lower-case names
     transport: str = ""
     text: str = ""
+    response_headers: dict[str, list[str]] = field(default_factory=dict)  # http only, lower-case names
 
     def header(self, name: str) -> str | None:
         values = (self.upstream or {}).get(name.lower())
@@ -111,7 +112,8 @@ class Proxy:
                 time.sleep(0.05)
 
     def output(self) -> str:
-        self.out.flush()
+        if not self.out.closed:
+            self.out.flush()
         return self.log.with_suffix(".out").read_text(errors="replace")[-4000:]
 
     def stop(self):
@@ -147,7 +149,7 @@ def outcome_from_response(status: int, headers: list[tuple[str, str]], data: byt
         body = json.loads(text)
     except ValueError:
         body = None
-    o = Outcome(status, transport="http", text=text, body=body,
+    o = Outcome(status, transport="http", text=text, body=body, response_headers=lower,
                 www_authenticate=(lower.get("www-authenticate") or [None])[0])
     if status == 200 and isinstance(body, dict) and "headers" in body:
         up: dict[str, list[str]] = {}
@@ -173,6 +175,8 @@ def assert_refused(o: Outcome, status: int, code: str, description: str | None =
     assert o.upstream is None
     assert isinstance(o.body, dict) and o.body.get("request_id"), str(o)
     assert set(o.body) == {"error", "error_description", "request_id"}, o.body
+    assert o.response_headers.get("content-type") == ["application/json"], o.response_headers
+    assert o.response_headers.get("mandate-request-id") == [o.body["request_id"]], o.response_headers
     if code in CHALLENGE_CODES:
         assert o.www_authenticate, str(o)
         p = challenge_params(o.www_authenticate)
@@ -181,4 +185,6 @@ def assert_refused(o: Outcome, status: int, code: str, description: str | None =
 
 def assert_forwarded(o: Outcome) -> dict[str, list[str]]:
     assert o.status == 200 and o.upstream is not None, str(o)
+    if o.transport == "http":  # the client and the upstream know the request by the same id
+        assert o.response_headers.get("mandate-request-id") == o.upstream["mandate-request-id"], o.response_headers
     return o.upstream

@@ -163,8 +163,10 @@ def delegation(issuer: Party, subject_did: str, jkt: str, scope: str, *, now: in
                ttl: int = 3600, parent: str | None = None, jti: str | None = None, drop: tuple = (),
                **extra) -> str:
     """One link. `extra` adds or overrides claims (None removes one), `drop` removes claims,
-    `header_extra` adds or overrides header parameters, `signer` signs instead of the issuer."""
-    now = int(time.time()) if now is None else now
+    `header_extra` adds or overrides header parameters, `signer` signs instead of the issuer.
+    Below a parent, the clock defaults to the parent's iat, so a child never outlives it by a tick."""
+    if now is None:
+        now = json.loads(b64u_decode(parent.split(".")[1]))["iat"] if parent else int(time.time())
     header = {"alg": issuer.key.alg, "typ": "delegation+jwt", "kid": kid_for(issuer.did)}
     header.update(extra.pop("header_extra", {}))
     claims = {"iss": issuer.did, "sub": subject_did, "cnf": {"jkt": jkt}, "scope": scope,
@@ -219,7 +221,9 @@ class Chain:
 
 def chain(principal: Party, agents: list[Party], scopes: list[str], *, ttl: int = 3600,
           now: int | None = None) -> Chain:
-    """principal → agents[0] → agents[1] …, link i granting scopes[i]."""
+    """principal → agents[0] → agents[1] …, link i granting scopes[i]; one clock for all links,
+    so that no child outlives its parent."""
+    now = int(time.time()) if now is None else now
     tokens: list[str] = []
     issuer = principal
     for agent, scope in zip(agents, scopes):

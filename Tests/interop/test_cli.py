@@ -114,7 +114,8 @@ def test_request_reports_refusal(cli, cli_proxy):
     r = mandate("request", "-i", "--key", str(d / "agent-b.jwk"), "--chain", str(d / "chain-b.txt"),
                 f"{cli_proxy.origin}/invoices/1", check=False)
     assert r.returncode == 22, r
-    assert "403" in r.stderr and "insufficient_scope" in r.stderr + r.stdout
+    out = r.stdout + r.stderr
+    assert "403" in out and "insufficient_scope" in out
 
 
 def test_request_with_python_key_and_chain_files(ids, proxy, tmp_path):
