@@ -447,3 +447,14 @@ def test_approve_route_needs_approval(transport, ids, agent):
 
 def test_rejects_encoded_slash_offline(explain, two):
     assert_refused(send(explain, two[2], path="/echo/a%2Fb"), 400, "invalid_request", "encoded slash")
+
+
+def test_configured_audience_replaces_public_origin(ids, agent, upstream, tmp_path):
+    from harness import Explain, config_text
+    conf = tmp_path / "aud.conf"
+    conf.write_text(config_text(8080, upstream.port, {"Alice": ids.alice.did}, "off", "audience urn:example:api;\n"))
+    ex = Explain(str(conf), "http://127.0.0.1:8080")
+    ok = delegation(ids.alice, agent.did, agent.key.thumbprint(), "echo", aud="urn:example:api")
+    assert_forwarded(send(ex, Chain([ok], agent.key)))
+    origin = delegation(ids.alice, agent.did, agent.key.thumbprint(), "echo", aud="http://127.0.0.1:8080")
+    assert_refused(send(ex, Chain([origin], agent.key)), 401, "invalid_token", "aud")
