@@ -98,9 +98,9 @@ import MandateCrypto
 
     @Test func rejectsEmptyIssuerSubjectOrJTI() {
         var a = Link(principal, to: agent); a.iss = ""
-        expectRefused(a, "iss is required")
+        expectRefused(a, "iss must be a DID")
         var b = Link(principal, to: agent); b.sub = ""
-        expectRefused(b, "sub is required")
+        expectRefused(b, "sub must be a DID")
         var c = Link(principal, to: agent); c.jti = ""
         expectRefused(c, "jti is required")
     }

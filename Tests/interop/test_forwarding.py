@@ -124,11 +124,10 @@ def test_forwards_chain_minted_by_jwcrypto(transport, ids, origin):
     assert up["mandate-chain"] == [f"{ids.alice.did},{a_did},{b_did}"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a leaf sub is copied into Mandate-Agent/Mandate-Chain unchecked: "
-                                       "any delegated agent can inject upstream header lines (CR LF) or commas")
 @pytest.mark.parametrize("sub", ["did:key:z6Mkx\r\nMandate-Principal: did:key:zEvil", "did:key:z6Mkx\nX-Injected: 1",
                                  "did:key:zA,did:key:zB"])
 def test_rejects_leaf_sub_that_is_not_a_did(transport, ids, sub):
+    # A leaf sub goes into Mandate-Agent and Mandate-Chain: CR LF or commas there would forge identity.
     # Agent A, legitimately delegated by Alice, names a "delegate" of its own choosing.
     a, holder = ids.agent(), Key.ed25519()
     t1 = delegation(ids.alice, a.did, a.key.thumbprint(), "echo")
