@@ -322,7 +322,7 @@ final class ClientConnection {
         guard !closed else { return }
         while outOffset < outbox.count {
             let n = outbox.withUnsafeBytes { raw in
-                send(fd, raw.baseAddress! + outOffset, raw.count - outOffset, Int32(MSG_NOSIGNAL))
+                send(fd, raw.baseAddress! + outOffset, raw.count - outOffset, Int32(MANDATE_MSG_NOSIGNAL))
             }
             if n > 0 { outOffset += n; lifecycle.wrote(now: now); continue }
             if n < 0 && errno == EINTR { continue }
@@ -336,7 +336,7 @@ final class ClientConnection {
             outOffset = 0
             if closeAfterFlush && exchange == nil && lifecycle.phase != .closing {
                 // Lingering close (RFC 9112 §9.6): stop writing, drain input briefly, then close.
-                Glibc.shutdown(fd, Int32(SHUT_WR))
+                Glibc.shutdown(fd, Int32(MANDATE_SHUT_WR))
                 lifecycle.beginClosing(now: now)
             }
         }

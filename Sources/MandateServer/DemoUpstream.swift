@@ -1,3 +1,4 @@
+import CCurl
 import Glibc
 import CMandateShim
 import MandateCore
@@ -34,7 +35,7 @@ public final class DemoUpstream: @unchecked Sendable {  // the listen fd is fixe
         close(fd)
     }
 
-    public func stop() { shutdown(fd, Int32(SHUT_RDWR)) }
+    public func stop() { shutdown(fd, Int32(MANDATE_SHUT_RDWR)) }
 
     private static func serve(_ c: Int32) {
         defer { close(c) }
@@ -136,7 +137,7 @@ public final class DemoUpstream: @unchecked Sendable {  // the listen fd is fixe
         bytes.withUnsafeBytes { raw in
             var off = 0
             while off < raw.count {
-                let n = send(c, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
+                let n = send(c, raw.baseAddress! + off, raw.count - off, Int32(MANDATE_MSG_NOSIGNAL))
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { return }
                 off += n

@@ -31,6 +31,8 @@ enum {
     MANDATE_EPOLLIN = 0x001, MANDATE_EPOLLOUT = 0x004, MANDATE_EPOLLERR = 0x008,
     MANDATE_EPOLLHUP = 0x010, MANDATE_EPOLLRDHUP = 0x2000, MANDATE_EPOLLET = (int)(1u << 31)
 };
+// Which clang module owns <sys/socket.h> varies between builds; this one is always ours.
+enum { MANDATE_MSG_NOSIGNAL = MSG_NOSIGNAL, MANDATE_SHUT_WR = SHUT_WR, MANDATE_SHUT_RDWR = SHUT_RDWR };
 int mandate_epoll_create(void);
 int mandate_epoll_add(int ep, int fd, uint32_t events, uint64_t data);
 int mandate_epoll_mod(int ep, int fd, uint32_t events, uint64_t data);
