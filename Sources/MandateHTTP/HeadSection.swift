@@ -31,6 +31,8 @@ enum HeadSection {
         if p[targetStart] != 0x2F && !(targetEnd - targetStart == 1 && p[targetStart] == 0x2A && method == "OPTIONS") {
             return fail(400, "request-target must be in origin-form")
         }
+        // §3.2: a fragment is never part of a request-target.
+        for k in targetStart ..< targetEnd where p[k] == 0x23 { return fail(400, "fragment (#) in request-target") }
         let target = string(p, targetStart, targetEnd)
 
         var headers: [HTTPHeader] = []
@@ -92,7 +94,11 @@ enum HeadSection {
             default:
                 break
             }
-            headers.append(HTTPHeader(string(p, line, nameEnd), string(p, j, valueEnd)))
+            // obs-text that is not UTF-8 would reach the upstream altered; refuse it instead.
+            guard let value = String(validating: UnsafeBufferPointer(rebasing: p[j ..< valueEnd]), as: UTF8.self) else {
+                return fail(400, "field value is not UTF-8")
+            }
+            headers.append(HTTPHeader(string(p, line, nameEnd), value))
             line = eol + 2
         }
 

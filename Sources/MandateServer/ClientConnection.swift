@@ -207,6 +207,7 @@ final class ClientConnection {
         case 413: denial = Denial(.payloadTooLarge, e.reason)
         case 414: denial = Denial(.uriTooLong, e.reason)
         case 431: denial = Denial(.headersTooLarge, e.reason)
+        case 501: denial = Denial(.notImplemented, e.reason)
         case 505: denial = Denial(.versionNotSupported, e.reason)
         default: denial = Denial(.invalidRequest, e.reason, status: e.status)
         }
@@ -265,7 +266,9 @@ final class ClientConnection {
         switch step {
         case .wait: break
         case .nextRequest: if !inbox.isEmpty { loop.resumable.append(self) }
-        case .close: closeAfterFlush = true
+        case .close:
+            closeAfterFlush = true
+            flush(now: now)  // the response may already be out: close now, not on the next write
         }
     }
 

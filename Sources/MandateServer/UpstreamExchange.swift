@@ -92,7 +92,8 @@ final class UpstreamExchange {
             }
             _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_READDATA, me)
         }
-        if head.method != "GET" && !isHEAD {
+        // CURLOPT_UPLOAD alone means PUT: name the method whenever there is a body.
+        if (head.method != "GET" || hasBody) && !isHEAD {
             head.method.withCString { _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, $0) }
         }
 

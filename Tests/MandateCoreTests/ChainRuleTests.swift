@@ -123,12 +123,22 @@ import MandateCrypto
         expectRefused(tokens, "iss is not the parent's sub")
     }
 
-    @Test func rejectsSigningKeyThatIsNotParentConfirmationKey() {
+    /// The delegate is whoever holds cnf.jkt; a sub naming someone else would spoof the agent.
+    /// (This also makes "the signing key is the parent's cnf.jkt" hold for every next link.)
+    @Test func rejectsConfirmationKeyThatIsNotTheSubjectKey() {
         let other = SigningKey.generate(.es256)
         let tokens = twoLinks { root, _ in
             root.jkt = other.thumbprint  // sub is still middle's DID
         }
-        expectRefused(tokens, "signing key is not the key the parent delegated to (cnf.jkt)")
+        expectRefused(tokens, "cnf.jkt is not the thumbprint of the key of sub")
+    }
+
+    @Test func rejectsLeafNamingAnotherAgentAsSubject() {
+        let victim = SigningKey.generate(.edDSA)
+        let tokens = twoLinks { _, leaf in
+            leaf.sub = victim.did  // cnf.jkt still the holder's key
+        }
+        expectRefused(tokens, "cnf.jkt is not the thumbprint of the key of sub")
     }
 
     @Test func rejectsMissingPrf() {

@@ -10,6 +10,13 @@ import Testing
         #expect(head(parse("GET / HTTP/1.1\r\nHost: h\r\nX: caf\u{e9}\r\n\r\n"))?.value("x") == "caf\u{e9}")
     }
 
+    /// Non-UTF-8 obs-text would reach the upstream altered (as U+FFFD): refused instead.
+    @Test func rejectsFieldValueThatIsNotUTF8() {
+        var p = HTTPRequestParser()
+        let parts = p.feed(bytes("GET / HTTP/1.1\r\nHost: h\r\nX: caf") + [0xff] + bytes("\r\n\r\n"))
+        #expect(status(parts) == 400)
+    }
+
     @Test func rejectsObsFold() {
         #expect(status(parse("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n")) == 400)
         #expect(status(parse("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\t2\r\n\r\n")) == 400)

@@ -48,6 +48,11 @@ import Testing
         #expect(status(parse("GET /a\u{7F} HTTP/1.1\r\nHost: h\r\n\r\n")) == 400)
     }
 
+    /// RFC 9112 §3.2: a fragment is never sent in a request-target.
+    @Test func rejectsFragmentInTarget() {
+        #expect(status(parse("GET /invoices/4#2 HTTP/1.1\r\nHost: h\r\n\r\n")) == 400)
+    }
+
     @Test func rejectsMalformedVersion() {
         #expect(status(parse("GET / HTTP/1\r\nHost: h\r\n\r\n")) == 400)
         #expect(status(parse("GET / http/1.1\r\nHost: h\r\n\r\n")) == 400)

@@ -117,6 +117,18 @@ final class Client {
         }
     }
 
+    /// Everything until EOF; nil when the server kept the connection open past the 5 s timeout.
+    func readUntilClosed() -> String? {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { return String(decoding: out, as: UTF8.self) }
+            if n < 0 { return nil }
+            out += buf[0 ..< n]
+        }
+    }
+
     /// Reads until `marker` has been seen `count` times.
     func read(until marker: String, count: Int = 1) -> String {
         var out = ""
@@ -227,6 +239,49 @@ extension String {
         // The connection stays usable: the pipelined request after the refusal is forwarded.
         #expect(response.contains("\"path\":\"/after\""))
         #expect(log.contains("\"decision\":\"refuse\",\"reason\":\"invalid_token\""))
+    }
+
+    /// A refusal of a bodiless request with Connection: close (or HTTP/1.0) closes the connection;
+    /// it once stayed open forever, and enough of them locked valid clients out.
+    @Test func closesAfterRefusingBodilessRequestThatAskedToClose() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /deny HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let r1 = c.readUntilClosed()
+        let c2 = Client(port: f.port)
+        c2.send("GET /deny HTTP/1.0\r\n\r\n")
+        let r2 = c2.readUntilClosed()
+        _ = f.shutdown()
+        #expect(r1?.hasPrefix("HTTP/1.1 401 ") == true)
+        #expect(r2?.hasPrefix("HTTP/1.1 401 ") == true)
+    }
+
+    /// With a body, curl's UPLOAD means PUT unless told the method: a GET once arrived as PUT.
+    @Test func forwardsGETWithBodyAsGET() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /g HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        let a = c.readToEnd()
+        let c2 = Client(port: f.port)
+        c2.send("GET /g HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        let b = c2.readToEnd()
+        _ = f.shutdown()
+        for r in [a, b] {
+            #expect(r.contains("\"method\":\"GET\""))
+            #expect(r.contains("\"body_bytes\":5"))
+        }
+    }
+
+    /// Curl resends on a dead reused connection unless it would have to rewind a body it cannot:
+    /// a bodiless POST is sent with an empty body so that it is never retried.
+    @Test func forwardsBodilessPOSTWithEmptyBody() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("POST /p HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let r = c.readToEnd()
+        _ = f.shutdown()
+        #expect(r.contains("\"method\":\"POST\""))
+        #expect(r.contains("\"body_bytes\":0"))
     }
 
     @Test func drainsSmallBodyOfRefusedRequest() throws {

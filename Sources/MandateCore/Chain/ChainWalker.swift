@@ -67,11 +67,21 @@ public struct ChainWalker: Sendable {
         let resolved: (key: VerificationKey, methodID: String)
         switch dids.resolve(t.issuer) {
         case .success(let r): resolved = r
-        case .failure(let e): return Reason("iss is not a resolvable DID (\(e))")
+        case .failure(let e): return Reason("iss is not a resolvable DID (\(e.description))")
         }
-        guard t.keyID == resolved.methodID else { return Reason("kid is not the issuer's verification method") }
+        // Byte comparison: Swift's == would also accept canonically equivalent spellings.
+        guard t.keyID.utf8.elementsEqual(resolved.methodID.utf8) else {
+            return Reason("kid is not the issuer's verification method")
+        }
         if let parent = links.last, resolved.key.thumbprint != parent.confirmedKeyThumbprint {
             return Reason("signing key is not the key the parent delegated to (cnf.jkt)")
+        }
+        // The delegate is who holds the confirmed key: otherwise any agent could name itself
+        // anyone in `sub`, the identity routes and the upstream trust.
+        switch dids.resolve(t.subject) {
+        case .success(let s) where s.key.thumbprint == t.confirmedKeyThumbprint: break
+        case .success: return Reason("cnf.jkt is not the thumbprint of the key of sub")
+        case .failure(let e): return Reason("sub is not a resolvable DID (\(e.description))")
         }
         switch t.jws.verify(with: resolved.key) {
         case .success: return nil

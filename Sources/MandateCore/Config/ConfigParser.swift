@@ -232,7 +232,7 @@ public struct ConfigParser {
     func principal(_ d: Directive) throws(ConfigError) -> ProxyConfig.Principal {
         guard d.args.count == 1, let block = d.block else { throw error(d.line, "principal takes a DID and a block: principal did:key:… { name \"…\"; }") }
         let did = d.args[0]
-        if case .failure(let e) = DID.resolve(did.text) { throw error(did.line, "principal '\(did.text)' is not a usable DID (\(e))") }
+        if case .failure(let e) = DID.resolve(did.text) { throw error(did.line, "principal '\(did.text)' is not a usable DID (\(e.description))") }
         var name = ""
         for b in block {
             switch b.name {

@@ -72,6 +72,10 @@ public struct DelegationToken: Sendable {
             guard let v = d.integer, v >= 0, v <= 64 else { return .failure(Reason("max_depth must be a non-negative integer")) }
             depth = Int(v)
         }
+        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by single spaces.
+        for c in scope.utf8 where !(c == 0x20 || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e)) {
+            return .failure(Reason("scope has a character outside RFC 6749 scope-token"))
+        }
         let scopes = scope.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         return .success(DelegationToken(raw: raw, jws: jws, issuer: iss, subject: sub, keyID: kid,
                                         confirmedKeyThumbprint: jkt, scopes: scopes, issuedAt: iat, expiresAt: exp,
@@ -81,12 +85,15 @@ public struct DelegationToken: Sendable {
 
 enum NumericDateClaim { case absent, present(Int64), invalid }
 
-/// RFC 7519 §2: a JSON number of seconds. Strings, fractions and negatives are refused.
+/// RFC 7519 §2: a JSON number of seconds. Strings, fractions, negatives and dates after the year
+/// 9999 are refused, so that no arithmetic on a date can overflow.
 func numericDate(_ claims: JSONObject, _ name: String) -> NumericDateClaim {
     guard let v = claims[name] else { return .absent }
-    guard case .integer(let i) = v, i >= 0 else { return .invalid }
+    guard case .integer(let i) = v, i >= 0, i <= maxNumericDate else { return .invalid }
     return .present(i)
 }
+
+let maxNumericDate: Int64 = 253_402_300_799  // 9999-12-31T23:59:59Z
 
 /// A human-readable reason a check failed; the caller decides the Denial code.
 public struct Reason: Error, Equatable, Sendable {

@@ -7,6 +7,14 @@ public enum DID {
         case unsupportedMethod
         case malformed(String)
         case key(JWKError)
+
+        public var description: String {
+            switch self {
+            case .unsupportedMethod: "only did:key and did:jwk resolve here"
+            case .malformed(let why): why
+            case .key(let e): e.description
+            }
+        }
     }
 
     /// The key a DID names, and its only verification method's id (the `kid` we expect).

@@ -27,7 +27,8 @@ public struct UpstreamHeaders: Sendable {
         var named: Set<String> = []
         for v in head.values("Connection") {
             for token in v.split(separator: ",") {
-                named.insert(Self.canonicalName(token.trimmingASCIIWhitespace()))
+                let n = Self.canonicalName(token.trimmingASCIIWhitespace())
+                if n != "host" { named.insert(n) }  // Host is end-to-end, whatever Connection says
             }
         }
         let trusted = trustedProxies.contains(peer)

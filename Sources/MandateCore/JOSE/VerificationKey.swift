@@ -53,6 +53,16 @@ public enum JWKError: Error, Equatable, Sendable {
     case malformed(String)
     case algorithmMismatch
     case notOnCurve
+
+    public var description: String {
+        switch self {
+        case .unsupportedKeyType: "key type is not OKP/Ed25519 or EC/P-256"
+        case .privateMembers: "the JWK has private key members"
+        case .malformed(let why): why
+        case .algorithmMismatch: "the JWK's alg does not match its key type"
+        case .notOnCurve: "the point is not on the curve"
+        }
+    }
 }
 
 public enum JWK {

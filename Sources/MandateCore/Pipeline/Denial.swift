@@ -15,6 +15,7 @@ public struct Denial: Error, Sendable, Equatable {
         case badGateway = "bad_gateway"
         case gatewayTimeout = "gateway_timeout"
         case methodNotAllowed = "method_not_allowed"
+        case notImplemented = "not_implemented"
         case versionNotSupported = "http_version_not_supported"
         case temporarilyUnavailable = "temporarily_unavailable"
     }
@@ -69,6 +70,7 @@ extension Denial.Code {
         case .invalidToken, .invalidDPoPProof: 401
         case .insufficientScope, .accessDenied, .approvalRequired: 403
         case .methodNotAllowed: 405
+        case .notImplemented: 501
         case .requestTimeout: 408
         case .payloadTooLarge: 413
         case .uriTooLong: 414

@@ -9,6 +9,9 @@ public enum PathNormalizer {
         case nul
         case aboveRoot
         case notAbsolute
+        case pathParameter
+        case encodedControl
+        case invalidUTF8
 
         public var description: String {
             switch self {
@@ -19,6 +22,9 @@ public enum PathNormalizer {
             case .nul: "NUL in path"
             case .aboveRoot: "path climbs above the root"
             case .notAbsolute: "path must start with '/'"
+            case .pathParameter: "path parameter (;) in path"
+            case .encodedControl: "encoded control character in path"
+            case .invalidUTF8: "percent-encoded path is not UTF-8"
             }
         }
     }
@@ -65,6 +71,8 @@ public enum PathNormalizer {
                 let c = rawSegment[i]
                 if c == 0 { return .failure(.nul) }
                 if c == UInt8(ascii: "\\") && options.strict { return .failure(.backslash) }
+                // Servlet containers read ";…" as parameters ("/admin;x/" is "/admin/" there).
+                if c == UInt8(ascii: ";") && options.strict { return .failure(.pathParameter) }
                 guard c == UInt8(ascii: "%") else { seg.append(c); i += 1; continue }
                 guard i + 2 < rawSegment.endIndex, let hi = hexValue(rawSegment[i + 1]),
                       let lo = hexValue(rawSegment[i + 2]) else { return .failure(.invalidPercentEncoding) }
@@ -72,6 +80,7 @@ public enum PathNormalizer {
                 if options.strict {
                     if byte == 0 { return .failure(.nul) }
                     if byte == UInt8(ascii: "/") || byte == UInt8(ascii: "\\") { return .failure(.encodedSlash) }
+                    if byte < 0x20 || byte == 0x7f { return .failure(.encodedControl) }
                 }
                 if isUnreserved(byte) {
                     encodedDot = encodedDot || byte == 0x2e
@@ -104,6 +113,24 @@ public enum PathNormalizer {
             if k > 0 { out.append(UInt8(ascii: "/")) }
             out += s
         }
+        // Overlong or broken UTF-8 (%C0%AF) decodes differently in different servers.
+        if options.strict && !decodesToUTF8(out) { return .failure(.invalidUTF8) }
         return .success(String(decoding: out, as: UTF8.self))
+    }
+
+    static func decodesToUTF8(_ path: [UInt8]) -> Bool {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(path.count)
+        var i = 0
+        while i < path.count {
+            if path[i] == UInt8(ascii: "%"), i + 2 < path.count, let hi = hexValue(path[i + 1]), let lo = hexValue(path[i + 2]) {
+                bytes.append(hi << 4 | lo)
+                i += 3
+            } else {
+                bytes.append(path[i])
+                i += 1
+            }
+        }
+        return String(validating: bytes, as: UTF8.self) != nil
     }
 }

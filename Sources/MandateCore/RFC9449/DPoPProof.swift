@@ -28,7 +28,7 @@ public struct DPoPProof: Sendable {
         switch JWK.publicKeyAndThumbprint(jwk, cache: keys) {  // §4.3 (7): no private key in jwk
         case .success(let v): (key, thumbprint) = v
         case .failure(.privateMembers): return .failure(Reason("jwk must not contain private key members"))
-        case .failure(let e): return .failure(Reason("jwk is not a usable public key (\(e))"))
+        case .failure(let e): return .failure(Reason("jwk is not a usable public key (\(e.description))"))
         }
         guard key.algorithm == jws.algorithm else { return .failure(Reason("alg does not match the jwk key type")) }
         let c = jws.claims
