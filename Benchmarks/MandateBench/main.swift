@@ -18,6 +18,7 @@ struct Result { var name: String; var nsPerOp: Double; var iterations: Int; var 
 
 /// Median of `rounds` rounds of `n` calls each.
 func measure(_ name: String, n: Int, rounds: Int = 5, note: String = "", _ body: (Int) -> Void) -> Result {
+    if let only, !name.contains(only) { return Result(name: name, nsPerOp: .nan, iterations: 0, note: "skipped") }
     var samples: [Double] = []
     body(0)  // warm-up
     var i = 1
@@ -32,15 +33,19 @@ func measure(_ name: String, n: Int, rounds: Int = 5, note: String = "", _ body:
 
 var quick = false
 var jsonPath: String? = nil
+nonisolated(unsafe) var only: String? = nil  // --only SUBSTRING: run one stage (for profilers)
+var iterationsOverride: Int? = nil
 var argv = CommandLine.arguments.dropFirst()
 while let a = argv.popFirst() {
     switch a {
     case "--quick": quick = true
     case "--json": jsonPath = argv.popFirst()
-    default: print("usage: mandate-bench [--quick] [--json FILE]"); exit(2)
+    case "--only": only = argv.popFirst()
+    case "--n": iterationsOverride = argv.popFirst().flatMap { Int($0) }
+    default: print("usage: mandate-bench [--quick] [--json FILE] [--only STAGE] [--n ITERATIONS]"); exit(2)
     }
 }
-let n = quick ? 50 : 2000
+let n = iterationsOverride ?? (quick ? 50 : 2000)
 let rounds = quick ? 1 : 5
 
 // Identities: Alice (Ed25519 principal) → A (ES256) → B (Ed25519), and single-link agents.

@@ -1,5 +1,5 @@
 import CSodium
-import COpenSSL
+import CMandateShim
 
 /// OpenSSL's SHA-256 uses the SHA extensions where the CPU has them.
 public enum SHA256 {
@@ -7,7 +7,7 @@ public enum SHA256 {
     public static func hash(_ data: some Collection<UInt8>) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         withBytes(data) { buf in
-            _ = COpenSSL.SHA256(buf.baseAddress, buf.count, &out)
+            mandate_sha256(buf.baseAddress, buf.count, &out)
         }
         return out
     }
@@ -25,9 +25,13 @@ public enum Random {
 @inlinable
 public func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
     guard a.count == b.count else { return false }
-    var diff: UInt8 = 0
-    for (x, y) in zip(a, b) { diff |= x ^ y }
-    return diff == 0
+    return withBytes(a) { x in
+        withBytes(b) { y in
+            var diff: UInt8 = 0
+            for i in 0..<x.count { diff |= x[i] ^ y[i] }
+            return diff == 0
+        }
+    }
 }
 
 public enum Sodium {
@@ -36,7 +40,7 @@ public enum Sodium {
 }
 
 /// Contiguous bytes without a copy for arrays and slices.
-@usableFromInline
+@inlinable
 func withBytes<C: Collection<UInt8>, R>(_ c: C, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
     if let r = c.withContiguousStorageIfAvailable(body) { return r }
     return Array(c).withUnsafeBufferPointer(body)

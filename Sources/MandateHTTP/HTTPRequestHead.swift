@@ -34,11 +34,14 @@ public struct HTTPRequestHead: Sendable, Equatable {
     }
 
     /// Path without the query.
-    public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0] }
+    public var path: Substring {
+        guard let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return target[...] }
+        return target[..<q]
+    }
     /// Query without the `?`, nil when absent.
     public var query: Substring? {
-        guard let i = target.firstIndex(of: "?") else { return nil }
-        return target[target.index(after: i)...]
+        guard let i = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+        return target[target.utf8.index(after: i)...]
     }
 }
 

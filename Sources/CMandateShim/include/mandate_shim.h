@@ -54,6 +54,9 @@ int mandate_ssl_ctx_set_min_proto_version(mandate_ssl_ctx *ctx, int version);
 uint64_t mandate_ssl_hardened_options(void);
 int mandate_tls1_2_version(void);
 
+// MARK: SHA-256 without OpenSSL 3's per-call algorithm fetch (SHA extensions where present)
+void mandate_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
+
 // MARK: OpenSSL P-256 (macros and EVP plumbing kept out of Swift)
 typedef struct evp_pkey_st mandate_p256_key;
 // 65-byte uncompressed SEC1 point; NULL when the point is not on the curve.

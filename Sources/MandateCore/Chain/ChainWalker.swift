@@ -70,7 +70,7 @@ public struct ChainWalker: Sendable {
         case .failure(let e): return Reason("iss is not a resolvable DID (\(e.description))")
         }
         // Byte comparison: Swift's == would also accept canonically equivalent spellings.
-        guard t.keyID.utf8.elementsEqual(resolved.methodID.utf8) else {
+        guard sameBytes(t.keyID, resolved.methodID) else {
             return Reason("kid is not the issuer's verification method")
         }
         if let parent = links.last, resolved.key.thumbprint != parent.confirmedKeyThumbprint {

@@ -18,23 +18,45 @@ public enum Base64URL {
 
     /// Appends to `out`; false on any non-canonical input.
     public static func decode<C: Collection<UInt8>>(_ input: C, into out: inout [UInt8]) -> Bool {
-        let rem = input.count % 4
+        if let r = input.withContiguousStorageIfAvailable({ decode($0, into: &out) }) { return r }
+        return Array(input).withUnsafeBufferPointer { decode($0, into: &out) }
+    }
+
+    static func decode(_ input: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) -> Bool {
+        let n = input.count
+        let rem = n % 4
         if rem == 1 { return false }
-        var acc: UInt32 = 0
-        var bits = 0
-        let table = decodeTable
-        for c in input {
-            let v = table[Int(c)]
-            if v == 0xff { return false }
-            acc = (acc << 6) | UInt32(v)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+        let outCount = n / 4 * 3 + (rem == 0 ? 0 : rem - 1)
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: outCount))
+        return decodeTable.withUnsafeBufferPointer { t in
+            out.withUnsafeMutableBufferPointer { o in
+                var i = 0, j = start
+                // Four characters to three bytes; 0xff anywhere marks a character outside the alphabet.
+                while i + 4 <= n {
+                    let a = t[Int(input[i])], b = t[Int(input[i + 1])], c = t[Int(input[i + 2])], d = t[Int(input[i + 3])]
+                    if (a | b | c | d) & 0x80 != 0 { return false }
+                    let v = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                    o[j] = UInt8(truncatingIfNeeded: v >> 16)
+                    o[j + 1] = UInt8(truncatingIfNeeded: v >> 8)
+                    o[j + 2] = UInt8(truncatingIfNeeded: v)
+                    i += 4; j += 3
+                }
+                switch rem {
+                case 2:
+                    let a = t[Int(input[i])], b = t[Int(input[i + 1])]
+                    if (a | b) & 0x80 != 0 || b & 0x0f != 0 { return false }  // RFC 4648 §3.5: leftover bits zero
+                    o[j] = a << 2 | b >> 4
+                case 3:
+                    let a = t[Int(input[i])], b = t[Int(input[i + 1])], c = t[Int(input[i + 2])]
+                    if (a | b | c) & 0x80 != 0 || c & 0x03 != 0 { return false }
+                    o[j] = a << 2 | b >> 4
+                    o[j + 1] = b << 4 | c >> 2
+                default: break
+                }
+                return true
             }
         }
-        // RFC 4648 §3.5: leftover bits must be zero.
-        return acc & ((1 << UInt32(bits)) - 1) == 0
     }
 
     public static func encode<C: Collection<UInt8>>(_ input: C) -> String {

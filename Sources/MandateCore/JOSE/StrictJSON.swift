@@ -51,8 +51,9 @@ public struct JSONObject: Sendable, Equatable {
         return Array(s.utf8)
     }
 
+    /// Byte-exact: `==` on String would also match canonically equivalent spellings.
     public subscript(name: String) -> JSONValue? {
-        for m in members where m.name == name { return m.value }
+        for m in members where sameBytes(m.name, name) { return m.value }
         return nil
     }
     public var names: [String] { members.map(\.name) }
@@ -199,6 +200,15 @@ public struct StrictJSON {
 
     private mutating func string() throws(JSONError) -> String {
         try expect(UInt8(ascii: "\""))
+        // Fast path: no escapes, the bytes are the string.
+        var end = pos
+        while end < buf.count, buf[end] != UInt8(ascii: "\""), buf[end] != UInt8(ascii: "\\"), buf[end] >= 0x20 { end += 1 }
+        if end < buf.count, buf[end] == UInt8(ascii: "\"") {
+            let bytes = UnsafeBufferPointer(rebasing: buf[pos..<end])
+            pos = end + 1
+            guard let s = utf8String(bytes) else { throw .invalidUTF8 }
+            return s
+        }
         scratch.removeAll(keepingCapacity: true)
         while true {
             guard pos < buf.count else { throw .syntax(offset: pos) }
@@ -206,7 +216,7 @@ public struct StrictJSON {
             pos += 1
             switch c {
             case UInt8(ascii: "\""):
-                guard let s = String(validating: scratch, as: UTF8.self) else { throw .invalidUTF8 }
+                guard let s = scratch.withUnsafeBufferPointer(utf8String) else { throw .invalidUTF8 }
                 return s
             case UInt8(ascii: "\\"):
                 guard pos < buf.count else { throw .syntax(offset: pos) }
@@ -260,4 +270,26 @@ public struct StrictJSON {
         }
         return v
     }
+}
+
+/// A String from UTF-8 bytes, nil when they are not UTF-8. ASCII, the usual case, skips validation.
+@inline(__always)
+func utf8String(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+    var high: UInt8 = 0
+    for b in bytes { high |= b }
+    if high < 0x80 { return String(decoding: bytes, as: UTF8.self) }
+    return String(validating: bytes, as: UTF8.self)
+}
+
+/// Byte equality of two strings (String's == also equates canonically equivalent spellings).
+@inline(__always)
+func sameBytes(_ a: String, _ b: String) -> Bool {
+    guard a.utf8.count == b.utf8.count else { return false }
+    if let r = a.utf8.withContiguousStorageIfAvailable({ x in
+        b.utf8.withContiguousStorageIfAvailable { y in
+            for i in 0..<x.count where x[i] != y[i] { return false }
+            return true
+        }
+    }), let r { return r }
+    return a.utf8.elementsEqual(b.utf8)
 }

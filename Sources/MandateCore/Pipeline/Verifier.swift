@@ -81,7 +81,8 @@ public final class Verifier: RequestGate {
         case .failure(let r): return refuse(Denial(.invalidDPoPProof, r.text))
         }
         let leafHash = SHA256.hash(credential.leaf)
-        let publicURI = publicOrigin + (HTU.normalizePath(head.path) ?? path)
+        let rawPath = head.path
+        let publicURI = publicOrigin + (sameBytes(String(rawPath), path) ? path : HTU.normalizePath(rawPath) ?? path)
         if let r = DPoPRules.methodMatches(proof, method: head.method)
             ?? DPoPRules.uriMatches(proof, publicURI: publicURI)
             ?? DPoPRules.freshness(proof, now: now, maxAge: config.dpopMaxAge, futureSkew: config.dpopFutureSkew)

@@ -57,6 +57,7 @@ public enum PathNormalizer {
     /// Decodes unreserved percent-encodings, upper-cases the rest (§6.2.2.1, §6.2.2.2), then
     /// removes dot segments (§5.2.4, §6.2.2.3). An empty path becomes `/` (§6.2.3).
     public static func normalize<C: Collection<UInt8>>(_ path: C, _ options: Options) -> Result<String, Refusal> {
+        if isNormal(path) { return .success(String(decoding: path, as: UTF8.self)) }
         let input = Array(path)
         if input.isEmpty { return .success("/") }
         guard input[0] == UInt8(ascii: "/") else { return .failure(.notAbsolute) }
@@ -116,6 +117,28 @@ public enum PathNormalizer {
         // Overlong or broken UTF-8 (%C0%AF) decodes differently in different servers.
         if options.strict && !decodesToUTF8(out) { return .failure(.invalidUTF8) }
         return .success(String(decoding: out, as: UTF8.self))
+    }
+
+    /// Most paths are already normal: visible ASCII without `%`, `;`, `\\`, `//`, `.` or `..` segments.
+    @inline(__always)
+    static func isNormal<C: Collection<UInt8>>(_ path: C) -> Bool {
+        guard path.first == UInt8(ascii: "/") else { return false }
+        var previous: UInt8 = 0
+        var segmentLength = 0, dots = 0
+        for c in path {
+            if c <= 0x20 || c >= 0x7f || c == UInt8(ascii: "%") || c == UInt8(ascii: ";") || c == UInt8(ascii: "\\") {
+                return false
+            }
+            if c == UInt8(ascii: "/") {
+                if previous == UInt8(ascii: "/") || (segmentLength > 0 && segmentLength == dots && dots <= 2) { return false }
+                segmentLength = 0; dots = 0
+            } else {
+                segmentLength += 1
+                if c == UInt8(ascii: ".") { dots += 1 }
+            }
+            previous = c
+        }
+        return !(segmentLength > 0 && segmentLength == dots && dots <= 2)
     }
 
     static func decodesToUTF8(_ path: [UInt8]) -> Bool {

@@ -65,6 +65,7 @@ public enum DPoPRules {
 
     /// §4.3 (9): htu matches the public URI, without query and fragment, after normalisation.
     public static func uriMatches(_ p: DPoPProof, publicURI: String) -> Reason? {
+        if sameBytes(p.htu, publicURI) { return nil }  // already normal: the usual case
         guard let n = HTU.normalize(p.htu) else { return Reason("htu is not an absolute http(s) URI") }
         return n == publicURI ? nil : Reason("htu does not match the request URI")
     }
