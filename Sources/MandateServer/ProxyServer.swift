@@ -22,6 +22,10 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         var ports = config.listen.map(\.port)
         var fds = [[Int32]](repeating: [], count: workers)
         for (i, l) in config.listen.enumerated() {
+            if l.port != 0 && mandate_port_in_use(l.host, Int32(l.port)) == 1 {
+                fds.joined().forEach { close($0) }
+                throw ServerError("listen \(l.host):\(l.port): address already in use")
+            }
             for w in 0 ..< workers {
                 let fd = mandate_listen_socket(l.host, Int32(ports[i]), 1, 4096)
                 guard fd >= 0 else {

@@ -75,3 +75,6 @@ enum Epoll {
     static let hangup = UInt32(MANDATE_EPOLLHUP)
     static let readHangup = UInt32(MANDATE_EPOLLRDHUP)
 }
+
+/// Whether something already listens on host:port (see `mandate_port_in_use`).
+public func portInUse(host: String, port: Int) -> Bool { mandate_port_in_use(host, Int32(port)) == 1 }

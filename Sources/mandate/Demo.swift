@@ -7,8 +7,8 @@ enum Demo {
     static func run(_ args: [String]) throws {
         let o = try Options(args, valued: ["--dir", "--port", "--upstream-port"])
         let dir = o.one("--dir") ?? "demo"
-        let port = Int(o.one("--port") ?? "8080") ?? 8080
-        let upstreamPort = Int(o.one("--upstream-port") ?? "9000") ?? 9000
+        let port = try portOption(o, "--port", default: 8080)
+        let upstreamPort = try portOption(o, "--upstream-port", default: 9000)
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let alice = try keyFile("\(dir)/alice.jwk", .edDSA)
         let agent = try keyFile("\(dir)/agent.jwk", .es256)
@@ -42,7 +42,8 @@ enum Demo {
           curl -i \(base)/invoices/42
 
         """.utf8))
-        DispatchQueue.global().async { try? runDemoUpstream(host: "127.0.0.1", port: upstreamPort) }
+        let upstream = try demoUpstream(host: "127.0.0.1", port: upstreamPort)  // bound now: fail before serving
+        DispatchQueue.global().async { upstream.run() }
         try serve(config: config, gate: verifier, configPath: "\(dir)/proxy.conf")
     }
 
@@ -71,6 +72,12 @@ enum Demo {
     }
 }
 
+func portOption(_ o: Options, _ name: String, default value: Int) throws -> Int {
+    guard let text = o.one(name) else { return value }
+    guard let p = Int(text), (1...65535).contains(p) else { throw CLIError(message: "\(name) takes a port number", status: 2) }
+    return p
+}
+
 enum UpstreamCommand {
     static func run(_ args: [String]) throws {
         let o = try Options(args, valued: ["--listen"])
@@ -79,6 +86,6 @@ enum UpstreamCommand {
             throw CLIError(message: "--listen takes HOST:PORT", status: 2)
         }
         print("demo upstream on http://\(listen)")
-        try runDemoUpstream(host: String(listen[..<colon]), port: port)
+        try demoUpstream(host: String(listen[..<colon]), port: port).run()
     }
 }

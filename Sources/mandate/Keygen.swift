@@ -1,12 +1,16 @@
+import FoundationEssentials
 import MandateCore
 
 enum Keygen {
     static func run(_ args: [String]) throws {
-        let o = try Options(args, valued: ["--alg", "--out"])
+        let o = try Options(args, valued: ["--alg", "--out"], flags: ["--force"])
         guard let alg = JWSAlgorithm(rawValue: try o.required("--alg")) else {
             throw CLIError(message: "--alg is EdDSA or ES256", status: 2)
         }
         let out = try o.required("--out")
+        if FileManager.default.fileExists(atPath: out) && !o.flags.contains("--force") {
+            throw CLIError(message: "\(out) exists; not replacing a key without --force")
+        }
         let key = SigningKey.generate(alg)
         try Files.writePrivate(out, key.privateJWK.serialized() + [0x0a])
         print("did: \(key.did)")
@@ -20,6 +24,7 @@ enum Delegate {
                                            "--max-depth"])
         let key = try Files.loadKey(try o.required("--key"))
         let to = try o.required("--to")
+        guard DID.isWellFormed(to) else { throw CLIError(message: "--to must be a DID (did:key:… or did:jwk:…)", status: 2) }
         let jkt: String
         if let j = o.one("--to-jkt") {
             jkt = j
@@ -39,8 +44,23 @@ enum Delegate {
             guard let v = Int(d), v >= 0 else { throw CLIError(message: "--max-depth is a whole number", status: 2) }
             depth = v
         }
-        let token = Mint.delegation(key: key, to: to, jkt: jkt, scope: try o.required("--scope"), issuedAt: unixNow(),
-                                    ttl: try parseDuration(try o.required("--ttl")), parent: parent,
+        let scope = try o.required("--scope")
+        let ttl = try parseDuration(try o.required("--ttl"))
+        var err = StandardError()
+        if ttl > 24 * 3600 {
+            print("mandate: warning: --ttl is over 24h; proxies refuse it unless max_delegation_lifetime allows it", to: &err)
+        }
+        if let parent, let p = try? DelegationToken.parse(Array(parent.utf8)[...], limits: .init()).get() {
+            let wider = scope.split(separator: " ").map(String.init).filter { !p.scopes.contains($0) }
+            if !wider.isEmpty {
+                print("mandate: warning: scope \(wider.joined(separator: " ")) is not in the parent's; the chain will be refused",
+                      to: &err)
+            }
+            if sameDID(p.subject, key.did) == false {
+                print("mandate: warning: the parent delegates to \(p.subject), not to this key's DID", to: &err)
+            }
+        }
+        let token = Mint.delegation(key: key, to: to, jkt: jkt, scope: scope, issuedAt: unixNow(), ttl: ttl, parent: parent,
                                     audience: o.one("--aud"), maxDepth: depth, jti: Mint.newID())
         print(token)
     }
@@ -65,3 +85,5 @@ extension String {
         return String(s)
     }
 }
+
+func sameDID(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }

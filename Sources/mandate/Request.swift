@@ -35,7 +35,7 @@ enum Request {
         do {
             let r = try HTTPClient.perform(method: method, url: url, headers: headers, body: body, onHead: { status, hs in
                 guard showHeaders else { return }
-                var text = "HTTP \(status)\r\n"
+                var text = "HTTP/1.1 \(status) \(HTTPResponseWriter.reasonPhrase(status))\r\n"
                 for h in hs { text += "\(h.name): \(h.value)\r\n" }
                 writeAll(1, Array((text + "\r\n").utf8))
             }) { chunk in

@@ -7,6 +7,9 @@ enum Serve {
         let config = try load(path)
         let verifier: Verifier
         do { verifier = try Verifier(config: config) } catch { throw CLIError(message: "\(path): \(error.text)") }
+        var err = StandardError()
+        if config.principals.isEmpty { print("\(path): warning: no principal is enrolled, so every request is refused", to: &err) }
+        if config.routes.isEmpty { print("\(path): warning: no route, so every request is refused", to: &err) }
         if o.flags.contains("--check") {
             print("\(path): ok (\(config.principals.count) principals, \(config.routes.count) routes)")
             return

@@ -34,6 +34,10 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
                 reloadable.replace(with: verifier)
                 print("mandate: reloaded \(configPath) (\(next.principals.count) principals, \(next.routes.count) routes)",
                       to: &err)
+                let pending = restartOnlyChanges(config, next)
+                if !pending.isEmpty {
+                    print("mandate: warning: \(pending.joined(separator: ", ")) changed; that takes a restart", to: &err)
+                }
             } catch let e as CLIError {
                 print("mandate: reload failed, keeping the running configuration: \(e.message)", to: &err)
             } catch let e as Reason {
@@ -48,8 +52,23 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
     try withExtendedLifetime(sources) { try server.run() }
 }
 
-func runDemoUpstream(host: String, port: Int) throws {
-    let upstream: DemoUpstream
-    do { upstream = try DemoUpstream(host: host, port: port) } catch { throw CLIError(message: "\(error)") }
-    upstream.run()
+func demoUpstream(host: String, port: Int) throws -> DemoUpstream {
+    if portInUse(host: host, port: port) {
+        throw CLIError(message: "demo upstream \(host):\(port): address already in use (try --upstream-port)")
+    }
+    do { return try DemoUpstream(host: host, port: port) } catch { throw CLIError(message: "demo upstream: \(error)") }
+}
+
+/// Settings the running event loops were built with; a reload cannot change them.
+func restartOnlyChanges(_ a: ProxyConfig, _ b: ProxyConfig) -> [String] {
+    var changed: [String] = []
+    if a.listen != b.listen { changed.append("listen") }
+    if a.workers != b.workers { changed.append("workers") }
+    if a.upstream != b.upstream { changed.append("upstream") }
+    if a.accessLog != b.accessLog { changed.append("access_log") }
+    if a.clientMaxBodySize != b.clientMaxBodySize || a.maxHeaderBytes != b.maxHeaderBytes
+        || a.maxHeaderCount != b.maxHeaderCount || a.maxURILength != b.maxURILength { changed.append("HTTP limits") }
+    if a.headerTimeout != b.headerTimeout || a.idleTimeout != b.idleTimeout || a.upstreamConnectTimeout != b.upstreamConnectTimeout
+        || a.upstreamTimeout != b.upstreamTimeout { changed.append("timeouts") }
+    return changed
 }

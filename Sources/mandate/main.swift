@@ -3,13 +3,17 @@ import MandateCore
 import Glibc
 #endif
 
+let version = "0.1.0"
+
 let usage = """
-usage: mandate <command> [options]
+usage: mandate <command> [options]       (mandate --version)
 
   serve    --config FILE [--check]          run the proxy (or only validate FILE)
-  demo     [--dir DIR]                      demo upstream + proxy with demo identities
+  demo     [--dir DIR] [--port P] [--upstream-port U]
+                                            demo upstream + proxy with demo identities
   upstream [--listen HOST:PORT]             run the demo upstream alone
-  keygen   --alg EdDSA|ES256 --out FILE     new key; prints its DID and thumbprint
+  keygen   --alg EdDSA|ES256 --out FILE [--force]
+                                            new key (mode 0600); prints its DID and thumbprint
   delegate --key FILE --to DID [--to-jkt JKT] --scope "..." --ttl DURATION
            [--parent TOKEN|@FILE] [--aud AUD] [--max-depth N]
                                             sign a delegation; prints the token
@@ -41,6 +45,14 @@ guard let command = args.first else {
     exit(2)
 }
 args.removeFirst()
+if command == "--version" || command == "version" {
+    print("mandate \(version)")
+    exit(0)
+}
+if args.contains("--help") || args.contains("-h") {
+    print(usage)
+    exit(0)
+}
 do {
     switch command {
     case "serve": try Serve.run(args)

@@ -7,7 +7,26 @@ import MandateCrypto
     let alice = SigningKey.generate(.edDSA).did
     let bob = SigningKey.generate(.es256).did
 
-    func parse(_ text: String) throws(ConfigError) -> ProxyConfig { try ConfigParser.parse(text, file: "proxy.conf") }
+    /// Appends the two required directives when a test leaves them out (after the text, so lines hold).
+    func parse(_ text: String) throws(ConfigError) -> ProxyConfig {
+        var t = text
+        let lastLine = text.split(separator: "\n").last.map { String($0.split(separator: "#", maxSplits: 1,
+                                                                                 omittingEmptySubsequences: false)[0]) }
+        let end = (lastLine ?? "").trimmingCharacters(in: .whitespacesAndNewlines).last
+        guard end == nil || end == ";" || end == "}" else { return try ConfigParser.parse(t, file: "proxy.conf") }
+        if !t.contains("upstream ") { t += "\nupstream http://127.0.0.1:9000;" }
+        if !t.contains("public_origin ") { t += "\npublic_origin http://127.0.0.1:8080;" }
+        return try ConfigParser.parse(t, file: "proxy.conf")
+    }
+
+    @Test func requiresUpstreamAndPublicOrigin() {
+        #expect(throws: ConfigError(file: "proxy.conf", line: 1, message: "missing required directive 'upstream'")) {
+            try ConfigParser.parse("public_origin https://a.example;", file: "proxy.conf")
+        }
+        #expect(throws: ConfigError(file: "proxy.conf", line: 2, message: "missing required directive 'public_origin'")) {
+            try ConfigParser.parse("upstream http://127.0.0.1:9000;\n", file: "proxy.conf")
+        }
+    }
 
     func error(_ text: String) -> String? {
         do { _ = try parse(text); return nil } catch { return error.description }
@@ -155,7 +174,7 @@ import MandateCrypto
     }
 
     @Test func directiveTakingOneValueRefusesTwo() {
-        #expect(error("upstream http://a http://b;") == "proxy.conf:1: 'upstream' takes exactly one value")
+        #expect(error("upstream http://a http://b;") == "proxy.conf:1: 'upstream' takes exactly one value (missing ';'?)")
     }
 
     @Test func routeWithoutEffectIsReported() {

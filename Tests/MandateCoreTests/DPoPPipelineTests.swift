@@ -137,7 +137,7 @@ import MandateHTTP
     @Test func rejectsMissingAuthorization() throws {
         let h = HTTPRequestHead(method: "GET", target: "/orders",
                                 headers: [HTTPHeader("DPoP", proof(chain.proofKey, for: chain.leaf))])
-        expectDenied(try verifier().verify(h, now: now), .invalidToken, 401, "missing Authorization")
+        expectDenied(try verifier().verify(h, now: now), .missingCredential, 401, "needs Authorization: DPoP")
     }
 
     @Test func rejectsEmptyAgentDelegationElement() throws {

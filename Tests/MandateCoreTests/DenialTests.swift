@@ -55,3 +55,10 @@ import Testing
         #expect(Denial(.badGateway, "", status: 599).status == 599)
     }
 }
+
+/// RFC 6750 §3.1: a request with no credential gets a challenge without an error code.
+@Test func missingCredentialChallengeHasNoErrorCode() {
+    let d = Denial(.missingCredential, "this resource needs Authorization: DPoP and a DPoP proof")
+    #expect(d.status == 401)
+    #expect(d.wwwAuthenticate == "DPoP algs=\"EdDSA ES256\"")
+}

@@ -3,20 +3,25 @@ import MandateCore
 import MandateCrypto
 import MandateHTTP
 
-/// The published vectors in `../shared/vectors/` beside the package root (or `$MANDATE_VECTORS`).
+/// The published vectors: `../shared/vectors/` beside the package root, else `$MANDATE_VECTORS`,
+/// else the copy in `Tests/vectors/`.
 enum Vectors {
     struct Missing: Error, CustomStringConvertible {
         var description: String
     }
 
-    static func directory(filePath: String = #filePath) -> URL {
-        // Tests/MandateCoreTests/X.swift → package root → ../shared/vectors
-        let root = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let sibling = root.deletingLastPathComponent().appendingPathComponent("shared/vectors")
-        if FileManager.default.fileExists(atPath: sibling.path) { return sibling }
+    /// Tests/MandateCoreTests/X.swift → the package root.
+    static func root(filePath: String = #filePath) -> URL {
+        URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    static var shared: URL { root().deletingLastPathComponent().appendingPathComponent("shared/vectors") }
+    static var copy: URL { root().appendingPathComponent("Tests/vectors") }
+
+    static func directory() -> URL {
+        if FileManager.default.fileExists(atPath: shared.path) { return shared }
         if let env = ProcessInfo.processInfo.environment["MANDATE_VECTORS"] { return URL(fileURLWithPath: env) }
-        return sibling
+        return copy
     }
 
     static func load(_ name: String) throws -> [String: Any] {

@@ -44,6 +44,7 @@ AGENT_B = Party.of(Key.ed25519(seed("agent B")), method="jwk")
 
 def config_text(origin: str = ORIGIN) -> str:
     return (f"public_origin {origin};\n"
+            "upstream http://127.0.0.1:9000;\n"
             f"principal {ALICE.did} {{ name \"Alice\"; }}\n"
             "route /invoices/ { methods GET; scope invoices:read; effect allow; }\n")
 

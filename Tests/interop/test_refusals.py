@@ -281,7 +281,10 @@ def test_accepts_lower_case_scheme(transport, two):
 def test_rejects_missing_authorization(transport, two):
     h = two[2].headers("GET", transport.origin + "/echo/x")
     del h["Authorization"]
-    assert_refused(transport.send("GET", "/echo/x", h), 401, "invalid_token")
+    o = transport.send("GET", "/echo/x", h)
+    assert_refused(o, 401, "missing_credential")
+    if transport.name == "http":  # RFC 6750 §3.1: no error code when no credential was sent
+        assert o.www_authenticate == 'DPoP algs="EdDSA ES256"', o.www_authenticate
 
 
 def test_rejects_missing_dpop(transport, two):

@@ -42,6 +42,9 @@ int mandate_eventfd(void);
 int mandate_accept4(int fd, struct sockaddr *addr, socklen_t *len);
 int mandate_listen_socket(const char *host, int port, int reuseport, int backlog);
 int mandate_set_nodelay(int fd);
+// 1 when something already listens on host:port. SO_REUSEPORT would let a second process join
+// the same port silently and take a share of the traffic; a bind without it finds the first.
+int mandate_port_in_use(const char *host, int port);
 int mandate_peer_name(int fd, char *out, size_t outlen);
 // Port a socket is bound to (for port 0 listeners); -1 on error.
 int mandate_local_port(int fd);

@@ -12,9 +12,11 @@ public struct ConfigParser {
     struct Directive { var name: String; var args: [Token]; var block: [Directive]?; var line: Int }
 
     let file: String
+    var lastLine = 1
 
     public static func parse(_ text: String, file: String) throws(ConfigError) -> ProxyConfig {
-        let p = ConfigParser(file: file)
+        var p = ConfigParser(file: file)
+        p.lastLine = text.split(separator: "\n", omittingEmptySubsequences: false).count
         var tokens = try p.tokenize(text)[...]
         let directives = try p.directives(&tokens, depth: 0, openedAt: nil)
         return try p.build(directives)
@@ -168,11 +170,17 @@ public struct ConfigParser {
                 throw error(d.line, "route admits principal \(stranger), which is not enrolled")
             }
         }
+        // No silent defaults for where traffic goes and what agents sign.
+        for required in ["upstream", "public_origin"] where seen[required] == nil {
+            throw error(lastLine, "missing required directive '\(required)'")
+        }
         return c
     }
 
     func one(_ d: Directive) throws(ConfigError) -> Token {
-        guard d.args.count == 1 else { throw error(d.line, "'\(d.name)' takes exactly one value") }
+        guard d.args.count == 1 else {
+            throw error(d.line, "'\(d.name)' takes exactly one value" + (d.args.count > 1 ? " (missing ';'?)" : ""))
+        }
         return d.args[0]
     }
 

@@ -19,11 +19,12 @@ public struct PresentedCredential: Sendable {
     public static func extract(from head: HTTPRequestHead, limits: Limits = Limits()) -> Result<PresentedCredential, Denial> {
         // The HTTP parser already refused repeated Authorization, DPoP and Agent-Delegation.
         guard let auth = head.value("Authorization") else {
-            return .failure(Denial(.invalidToken, "missing Authorization: DPoP credential"))
+            return .failure(Denial(.missingCredential, "this resource needs Authorization: DPoP and a DPoP proof"))
         }
         let a = Array(auth.utf8)
         guard let space = a.firstIndex(of: UInt8(ascii: " ")) else {
-            return .failure(Denial(.invalidToken, "Authorization must be 'DPoP <token>'"))
+            return .failure(Denial(a.elementsEqual("dpop".utf8, by: asciiCaseInsensitiveEqual) ? .invalidToken : .missingCredential,
+                                   "Authorization must be 'DPoP <token>'"))
         }
         let scheme = a[..<space]
         // RFC 9110 §11.1: the scheme is case-insensitive. RFC 9449 §7.2: no Bearer downgrade.
@@ -31,7 +32,7 @@ public struct PresentedCredential: Sendable {
             if scheme.elementsEqual("bearer".utf8, by: asciiCaseInsensitiveEqual) {
                 return .failure(Denial(.invalidToken, "the Bearer scheme is not accepted; this resource requires DPoP"))
             }
-            return .failure(Denial(.invalidToken, "unsupported authorization scheme; use DPoP"))
+            return .failure(Denial(.missingCredential, "unsupported authorization scheme; use DPoP"))
         }
         var start = space
         while start < a.endIndex, a[start] == UInt8(ascii: " ") { start += 1 }

@@ -3,6 +3,7 @@
 public struct Denial: Error, Sendable, Equatable {
     public enum Code: String, Sendable {
         case invalidRequest = "invalid_request"          // RFC 6750 §3.1
+        case missingCredential = "missing_credential"    // RFC 6750 §3.1: no error code in the challenge
         case invalidToken = "invalid_token"              // RFC 6750 §3.1
         case invalidDPoPProof = "invalid_dpop_proof"     // RFC 9449 §7.1
         case insufficientScope = "insufficient_scope"    // RFC 6750 §3.1
@@ -36,6 +37,8 @@ public struct Denial: Error, Sendable, Equatable {
     /// RFC 9449 §7.1 / RFC 6750 §3: the challenge for 401s and scope failures.
     public var wwwAuthenticate: String? {
         switch code {
+        case .missingCredential:
+            return "DPoP algs=\"EdDSA ES256\""
         case .invalidToken, .invalidDPoPProof, .insufficientScope:
             var v = "DPoP error=\"\(code.rawValue)\", error_description=\"\(Self.quotable(description))\""
             if let s = requiredScope { v += ", scope=\"\(Self.quotable(s))\"" }
@@ -67,7 +70,7 @@ extension Denial.Code {
     public var defaultStatus: Int {
         switch self {
         case .invalidRequest: 400
-        case .invalidToken, .invalidDPoPProof: 401
+        case .missingCredential, .invalidToken, .invalidDPoPProof: 401
         case .insufficientScope, .accessDenied, .approvalRequired: 403
         case .methodNotAllowed: 405
         case .notImplemented: 501

@@ -103,22 +103,23 @@ public final class Verifier: RequestGate {
             }
             chains.store(key, chain, now: now)
         }
-        var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
-                               scope: chain.scopes.joined(separator: " "))
         // 4. The proof key is the one the leaf delegates to, and it signed this proof, once.
+        // Until the proof verifies, the chain is only claimed: its identities stay out of the log.
         if let r = DPoPRules.keyIsBound(proof, jkt: chain.proofKeyThumbprint) {
-            return refuse(Denial(.invalidDPoPProof, r.text), facts)
+            return refuse(Denial(.invalidDPoPProof, r.text))
         }
         guard proof.verifySignature() else {
-            return refuse(Denial(.invalidDPoPProof, "DPoP proof signature does not verify"), facts)
+            return refuse(Denial(.invalidDPoPProof, "DPoP proof signature does not verify"))
         }
         switch replay.claim(ReplayKey(thumbprint: proof.thumbprint, jti: proof.jti),
                             expiresAt: proof.iat + config.dpopMaxAge + 1, now: now) {
         case .fresh: break
-        case .replayed: return refuse(Denial(.invalidDPoPProof, "DPoP proof jti has already been used"), facts)
-        case .full: return refuse(Denial(.temporarilyUnavailable, "replay cache is full; retry shortly"), facts)
+        case .replayed: return refuse(Denial(.invalidDPoPProof, "DPoP proof jti has already been used"))
+        case .full: return refuse(Denial(.temporarilyUnavailable, "replay cache is full; retry shortly"))
         }
-        // 5. Policy.
+        // 5. Policy, for a caller now proven to hold the chain.
+        var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
+                               scope: chain.scopes.joined(separator: " "))
         let (route, denial) = policy.decide(method: head.method, path: path, chain: chain)
         facts.route = route.map { $0.prefix }
         if let denial { return refuse(denial, facts) }
