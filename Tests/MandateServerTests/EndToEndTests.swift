@@ -284,6 +284,17 @@ extension String {
         #expect(r.contains("\"body_bytes\":0"))
     }
 
+    /// SO_REUSEPORT would let a second process join the port and take half the traffic.
+    @Test func refusesToShareAPortWithAnotherServer() throws {
+        let f = try Fixture()
+        var config = ProxyConfig()
+        config.listen = [.init(host: "127.0.0.1", port: f.port)]
+        config.workers = 1
+        config.accessLog = "off"
+        #expect(throws: ServerError.self) { _ = try ProxyServer(config: config, gate: TestGate()) }
+        _ = f.shutdown()
+    }
+
     @Test func drainsSmallBodyOfRefusedRequest() throws {
         let f = try Fixture()
         let c = Client(port: f.port)
