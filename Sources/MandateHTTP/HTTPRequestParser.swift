@@ -9,7 +9,7 @@ public struct HTTPParserLimits: Sendable, Equatable {
     /// Content-Length, or the running total of chunk data (413).
     public var maxBodySize: Int
 
-    public init(maxURILength: Int = 8 << 10, maxHeaderBytes: Int = 32 << 10, maxHeaderCount: Int = 100,
+    public init(maxURILength: Int = 8 << 10, maxHeaderBytes: Int = 64 << 10, maxHeaderCount: Int = 100,
                 maxBodySize: Int = 10 << 20) {
         self.maxURILength = maxURILength; self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount; self.maxBodySize = maxBodySize

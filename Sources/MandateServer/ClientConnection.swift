@@ -26,6 +26,7 @@ final class ClientConnection {
     private var closeAfterFlush = false
     /// Request body queued for the upstream passed the high-water mark.
     private var inputHeld = false
+    private var clientMinorVersion = 1
     private var record: Record?
 
     /// What the access log needs about the request in flight.
@@ -62,6 +63,10 @@ final class ClientConnection {
                 ex.resumeReceiving()
                 if closed { return }
             }
+            if !inbox.isEmpty && pendingOutput < loop.settings.outputHighWater / 2 {
+                resumeInput(now: now)
+                if closed { return }
+            }
         }
         if events & Epoll.input != 0 { readAvailable(now: now); if closed { return } }
         // The peer shut down: once nothing more is wanted from it, it is gone (a half-close while
@@ -72,8 +77,12 @@ final class ClientConnection {
     }
 
     private var wantsInput: Bool {
-        lifecycle.phase == .closing || (lifecycle.acceptsInput && !inputHeld && inbox.isEmpty)
+        lifecycle.phase == .closing || (lifecycle.acceptsInput && !inputHeld && inbox.isEmpty && !outputBacklogged)
     }
+
+    /// A client that pipelines requests without reading the answers is not read from until it
+    /// does: otherwise refusals would pile up in memory without bound.
+    private var outputBacklogged: Bool { pendingOutput >= loop.settings.outputHighWater }
 
     private func readAvailable(now: Double) {
         var rounds = 0
@@ -115,7 +124,7 @@ final class ClientConnection {
     /// Feeds input to the parser while the lifecycle accepts it; returns the bytes consumed.
     private func drive(_ input: UnsafeRawBufferPointer, now: Double) -> Int {
         var offset = 0
-        while !closed && lifecycle.acceptsInput && !inputHeld {
+        while !closed && lifecycle.acceptsInput && !inputHeld && !outputBacklogged {
             let start = offset
             let (event, used) = parser.parse(UnsafeRawBufferPointer(rebasing: input[start...]))
             offset += used
@@ -138,6 +147,7 @@ final class ClientConnection {
     // MARK: Requests
 
     private func onHead(_ head: HTTPRequestHead, now: Double) {
+        clientMinorVersion = head.minorVersion
         lifecycle.headReceived(keepAlive: head.keepAlive, now: now)
         let id = loop.requestIDs.next()
         let admission = loop.gate.admit(head, peer: peer, requestID: id, now: unixMillisNow() / 1000)
@@ -177,8 +187,9 @@ final class ClientConnection {
         }
     }
 
+    /// RFC 9110 §10.1.1; never to an HTTP/1.0 client (§15.2: no 1xx for 1.0).
     private func expectsContinue(_ head: HTTPRequestHead) -> Bool {
-        guard let expect = head.value("Expect") else { return false }
+        guard head.minorVersion >= 1, let expect = head.value("Expect") else { return false }
         return expect.utf8.elementsEqual("100-continue".utf8, by: asciiCaseInsensitiveEqual)
     }
 
@@ -248,8 +259,13 @@ final class ClientConnection {
         HTTPResponseWriter.appendField("Content-Type", "application/json", to: &outbox)
         HTTPResponseWriter.appendField("Content-Length", body.count, to: &outbox)
         if let challenge = denial.wwwAuthenticate { HTTPResponseWriter.appendField("WWW-Authenticate", challenge, to: &outbox) }
+        if let seconds = denial.retryAfter { HTTPResponseWriter.appendField("Retry-After", seconds, to: &outbox) }
         HTTPResponseWriter.appendField("Mandate-Request-Id", requestID, to: &outbox)
-        if !lifecycle.keepAlive { HTTPResponseWriter.appendField("Connection", "close", to: &outbox) }
+        if !lifecycle.keepAlive {
+            HTTPResponseWriter.appendField("Connection", "close", to: &outbox)
+        } else if clientMinorVersion == 0 {
+            HTTPResponseWriter.appendField("Connection", "keep-alive", to: &outbox)
+        }
         outbox.append(0x0D); outbox.append(0x0A)
         if !isHEAD { outbox.append(contentsOf: body) }
         record?.status = denial.status

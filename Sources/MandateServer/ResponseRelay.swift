@@ -42,17 +42,21 @@ public struct ResponseRelay: Sendable {
                   let sp = (0 ..< end).first(where: { line[$0] == 0x20 }), sp + 3 <= end,
                   isDigit3(line, sp + 1) else { return .invalid }
             status = Int(line[sp + 1] - 0x30) * 100 + Int(line[sp + 2] - 0x30) * 10 + Int(line[sp + 3] - 0x30)
-            return status >= 100 ? .more : .invalid
+            return (100 ... 599).contains(status) ? .more : .invalid  // RFC 9110 §15
         }
         if end == 0 {
             if status < 200 {  // interim response (e.g. 100 Continue): wait for the final one
                 status = 0; storage.removeAll(keepingCapacity: true); fields.removeAll(keepingCapacity: true)
                 return .more
             }
-            finish()
-            return .complete
+            return finish() ? .complete : .invalid
         }
-        guard let colon = (0 ..< end).first(where: { line[$0] == 0x3A }), colon > 0 else { return .more }
+        // RFC 9112 §5: field-name is a token right before the colon (no obs-fold, no whitespace);
+        // the value has no CR, LF or NUL. Anything else could read differently at the client.
+        var colon = 0
+        while colon < end && isTokenChar(line[colon]) { colon += 1 }
+        guard colon > 0, colon < end, line[colon] == 0x3A else { return .invalid }
+        for i in (colon + 1) ..< end where line[i] == 0x0D || line[i] == 0x0A || line[i] == 0 { return .invalid }
         let base = storage.count
         storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: line[0 ..< end]))
         fields.append((base + colon, base, base + end))
@@ -66,12 +70,18 @@ public struct ResponseRelay: Sendable {
     private static let hopByHop: [[UInt8]] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
                                               "trailer", "upgrade", "mandate-request-id"].map { Array($0.utf8) }
 
-    private mutating func finish() {
+    /// False when the framing is ambiguous (RFC 9110 §8.6: differing or invalid Content-Length).
+    private mutating func finish() -> Bool {
         isComplete = true
         var hasLength = false, hasTransferEncoding = false
         dropped = Self.hopByHop
         for f in fields {
-            if nameIs(f, "content-length") { hasLength = true }
+            if nameIs(f, "content-length") {
+                var digits = storage[(f.nameEnd + 1) ..< f.end].drop { $0 == 0x20 || $0 == 0x09 }
+                while let l = digits.last, l == 0x20 || l == 0x09 { digits = digits.dropLast() }
+                guard !hasLength, !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 &- 0x30 < 10 }) else { return false }
+                hasLength = true
+            }
             if nameIs(f, "transfer-encoding") { hasTransferEncoding = true }
             if nameIs(f, "connection") {
                 // Options named in Connection are hop-by-hop too.
@@ -89,6 +99,7 @@ public struct ResponseRelay: Sendable {
         if requestIsHEAD || status == 204 || status == 304 { framing = .none }
         else if hasLength && !hasTransferEncoding { framing = .length }
         else { framing = clientMinorVersion >= 1 ? .chunked : .closeDelimited }
+        return true
     }
 
     private func nameIs(_ f: (nameEnd: Int, start: Int, end: Int), _ lower: StaticString) -> Bool {
@@ -112,7 +123,11 @@ public struct ResponseRelay: Sendable {
             out.append(0x0D); out.append(0x0A)
         }
         if framing == .chunked { HTTPResponseWriter.appendField("Transfer-Encoding", "chunked", to: &out) }
-        if !keepAlive || framing == .closeDelimited { HTTPResponseWriter.appendField("Connection", "close", to: &out) }
+        if !keepAlive || framing == .closeDelimited {
+            HTTPResponseWriter.appendField("Connection", "close", to: &out)
+        } else if clientMinorVersion == 0 {
+            HTTPResponseWriter.appendField("Connection", "keep-alive", to: &out)  // RFC 9112 §9.3: 1.0 must be told
+        }
         HTTPResponseWriter.appendField("Mandate-Request-Id", requestID, to: &out)
         out.append(0x0D); out.append(0x0A)
     }

@@ -42,7 +42,7 @@ final class UpstreamExchange {
         let me = Unmanaged.passUnretained(self).toOpaque()
         (settings.upstreamOrigin + "/").withCString { _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_URL, $0) }
         // The exact target policy decided on, no URL re-normalisation by curl.
-        let target = plan.target == "*" ? "*" : settings.upstreamPrefix + plan.target
+        let target = settings.upstreamPrefix + plan.target
         target.withCString { _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_REQUEST_TARGET, $0) }
         "http,https".withCString { _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_PROTOCOLS_STR, $0) }
         _ = mandate_curl_easy_setopt_ptr(easy, CURLOPT_PRIVATE, me)

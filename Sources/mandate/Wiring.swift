@@ -30,7 +30,7 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
             var err = StandardError()
             do {
                 let next = try Serve.load(configPath)
-                let verifier = try Verifier(config: next, replay: reloadable.verifier.replay)
+                let verifier = try reloadable.verifier.successor(config: next, now: unixNow())
                 reloadable.replace(with: verifier)
                 print("mandate: reloaded \(configPath) (\(next.principals.count) principals, \(next.routes.count) routes)",
                       to: &err)

@@ -68,6 +68,13 @@ import MandateHTTP
         }
     }
 
+    @Test func rejectsEncodedSemicolonAndDoubleEncoding() {
+        for p in ["/admin%3B/x", "/admin%3b/x", "/x/..%3b/admin/x"] {
+            #expect(PathNormalizer.normalize(p.utf8, .policy) == .failure(.pathParameter), "\(p)")
+        }
+        #expect(PathNormalizer.normalize("/admin%252fx".utf8, .policy) == .failure(.doubleEncoding))
+    }
+
     @Test func rejectsEncodedControlCharacters() {
         #expect(PathNormalizer.normalize("/admin%09/x".utf8, .policy) == .failure(.encodedControl))
         #expect(PathNormalizer.normalize("/a%7F".utf8, .policy) == .failure(.encodedControl))
@@ -76,6 +83,23 @@ import MandateHTTP
     @Test func rejectsOverlongUTF8InPath() {
         #expect(PathNormalizer.normalize("/admin%c0%af/x".utf8, .policy) == .failure(.invalidUTF8))
         #expect(PathNormalizer.normalize("/caf%C3%A9".utf8, .policy) == .success("/caf%C3%A9"))
+    }
+
+    /// A reload that raised dpop_max_age once let a proof be replayed after the store forgot it.
+    @Test func reloadThatWidensTheProofWindowKeepsOldProofsSingleUse() throws {
+        var c = config(principals: [principal])
+        c.dpopMaxAge = 2
+        let v1 = try Verifier(config: c)
+        let leaf = Link(principal, to: agent).token
+        let h = head(leaf: leaf, proof: proof(agent, for: leaf, iat: now))
+        #expect(v1.verify(h, now: now).accepted)
+        #expect(v1.verify(h, now: now).denial?.description.contains("already been used") == true)
+        c.dpopMaxAge = 300
+        let v2 = try v1.successor(config: c, now: now + 1)
+        #expect(v2.verify(h, now: now + 4).denial?.code == .invalidDPoPProof)
+        // New proofs get the wider window.
+        let fresh = head(leaf: leaf, proof: proof(agent, for: leaf, iat: now + 10))
+        #expect(v2.verify(fresh, now: now + 100).accepted)
     }
 
     @Test func describesDIDRefusalsWithoutTypeNames() {

@@ -284,6 +284,27 @@ extension String {
         #expect(r.contains("\"body_bytes\":0"))
     }
 
+    /// A client pipelining refusals it never reads once grew the proxy's memory without bound:
+    /// now the proxy stops reading until the client reads, so the client's writes stall.
+    @Test func stopsReadingFromAClientThatDoesNotReadItsAnswers() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        let request = Array("GET /deny HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
+        let batch = Array([[UInt8]](repeating: request, count: 2048).joined())
+        var sent = 0
+        var stalledSince: Double? = nil
+        let limit = 48 << 20
+        while sent < limit {
+            let n = batch.withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 { sent += n; stalledSince = nil; continue }
+            let t = monotonicNow()
+            if let s = stalledSince { if t - s > 1 { break } } else { stalledSince = t }
+            usleep(10_000)
+        }
+        _ = f.shutdown()
+        #expect(sent < limit, "the proxy kept reading \(sent) bytes from a client that reads nothing")
+    }
+
     /// SO_REUSEPORT would let a second process join the port and take half the traffic.
     @Test func refusesToShareAPortWithAnotherServer() throws {
         let f = try Fixture()

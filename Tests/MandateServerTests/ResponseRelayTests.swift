@@ -55,4 +55,41 @@ import Testing
         var (r, _) = relay(["HTTP/1.1 200 OK\r\n", "Transfer-Encoding: chunked\r\n", "\r\n"])
         #expect(Array("X-Trailer: 1\r\n".utf8).withUnsafeBytes { r.consume($0) } == .complete)
     }
+
+    func progress(_ lines: [String]) -> ResponseRelay.Progress {
+        var r = ResponseRelay(requestIsHEAD: false, clientMinorVersion: 1)
+        var last = ResponseRelay.Progress.more
+        for l in lines {
+            last = Array(l.utf8).withUnsafeBytes { r.consume($0) }
+            if last == .invalid { return last }
+        }
+        return last
+    }
+
+    /// RFC 9110 §8.6: a proxy must not forward differing Content-Length values (response splitting).
+    @Test func rejectsConflictingOrInvalidUpstreamContentLength() {
+        #expect(progress(["HTTP/1.1 200 OK\r\n", "Content-Length: 2\r\n", "Content-Length: 36\r\n", "\r\n"]) == .invalid)
+        #expect(progress(["HTTP/1.1 200 OK\r\n", "Content-Length: 2, 2\r\n", "\r\n"]) == .invalid)
+        #expect(progress(["HTTP/1.1 200 OK\r\n", "Content-Length: +2\r\n", "\r\n"]) == .invalid)
+        #expect(progress(["HTTP/1.1 200 OK\r\n", "Content-Length: 2\r\n", "\r\n"]) == .complete)
+    }
+
+    /// RFC 9112 §5: what a lenient client could read as another field or another framing.
+    @Test func rejectsMalformedUpstreamFieldLines() {
+        for bad in ["X-A: a\rSet-Cookie: evil=1\r\n", " Set-Cookie: evil=1\r\n", "Transfer-Encoding : chunked\r\n",
+                    "mandate-request-id : forged\r\n", "no colon here\r\n", "X-A: a\u{0}b\r\n"] {
+            #expect(progress(["HTTP/1.1 200 OK\r\n", "X-Ok: 1\r\n", bad, "\r\n"]) == .invalid, "\(bad)")
+        }
+    }
+
+    @Test func rejectsStatusOutsideTheRegistry() {
+        #expect(progress(["HTTP/1.1 999 Odd\r\n"]) == .invalid)
+        #expect(progress(["HTTP/1.1 600 Odd\r\n"]) == .invalid)
+    }
+
+    /// RFC 9112 §9.3: an HTTP/1.0 client keeps the connection only when told so.
+    @Test func tellsHTTP10ClientsTheConnectionIsKeptAlive() {
+        let (_, out) = relay(["HTTP/1.1 200 OK\r\n", "Content-Length: 0\r\n", "\r\n"], minor: 0)
+        #expect(out.contains("Connection: keep-alive\r\n"))
+    }
 }

@@ -57,7 +57,8 @@ public struct ProxyConfig: Sendable {
 
     // HTTP limits and timeouts (seconds)
     public var clientMaxBodySize: Int = 10 << 20
-    public var maxHeaderBytes: Int = 32 << 10
+    /// Room for a full chain: five 8 KB tokens in Authorization and Agent-Delegation.
+    public var maxHeaderBytes: Int = 64 << 10
     public var maxHeaderCount: Int = 100
     public var maxURILength: Int = 8 << 10
     public var headerTimeout: Double = 10

@@ -26,6 +26,8 @@ public struct Denial: Error, Sendable, Equatable {
     public var description: String
     /// Extra auth-params for WWW-Authenticate (e.g. `scope`).
     public var requiredScope: String?
+    /// Seconds, for a Retry-After field (RFC 9110 §10.2.3) on 503s.
+    public var retryAfter: Int?
 
     public init(_ code: Code, _ description: String, status: Int? = nil, requiredScope: String? = nil) {
         self.code = code

@@ -15,8 +15,29 @@ public final class Verifier: RequestGate {
     let publicOrigin: String
     let limits: CompactJWS.Limits
     let credentialLimits = PresentedCredential.Limits()
+    /// Proofs issued before `until` may be in the replay store with a shorter retention than
+    /// this configuration's: they are judged by the shorter `maxAge` (after a reload that raised
+    /// dpop_max_age, the store may already have forgotten them).
+    struct ReplayHandover: Sendable { var until: Int64; var maxAge: Int64 }
+    let handover: ReplayHandover?
 
-    public init(config: ProxyConfig, replay: (any ReplayStore)? = nil) throws(Reason) {
+    public convenience init(config: ProxyConfig, replay: (any ReplayStore)? = nil) throws(Reason) {
+        try self.init(config: config, replay: replay, handover: nil)
+    }
+
+    /// The verifier for a reloaded configuration: same replay store, and never a wider replay
+    /// window for proofs the store may have dropped.
+    public func successor(config next: ProxyConfig, now: Int64) throws(Reason) -> Verifier {
+        var h = handover
+        if next.dpopMaxAge > config.dpopMaxAge {
+            let until = now + config.dpopFutureSkew + 1
+            h = ReplayHandover(until: max(h?.until ?? until, until), maxAge: min(h?.maxAge ?? config.dpopMaxAge, config.dpopMaxAge))
+        }
+        return try Verifier(config: next, replay: replay, handover: h)
+    }
+
+    init(config: ProxyConfig, replay: (any ReplayStore)?, handover: ReplayHandover?) throws(Reason) {
+        self.handover = handover
         guard let origin = HTU.normalizeOrigin(config.publicOrigin) else {
             throw Reason("public_origin must be an http(s) origin without a path: \(config.publicOrigin)")
         }
@@ -57,6 +78,11 @@ public final class Verifier: RequestGate {
         public var facts: AuditFacts
     }
 
+    func maxAge(forIssuedAt iat: Int64) -> Int64 {
+        if let h = handover, iat < h.until { return min(h.maxAge, config.dpopMaxAge) }
+        return config.dpopMaxAge
+    }
+
     /// Every check, without building the upstream request (the benchmarks call this).
     public func verify(_ head: HTTPRequestHead, now: Int64) -> Result<Verified, Refusal> {
         func refuse(_ d: Denial, _ facts: AuditFacts = AuditFacts()) -> Result<Verified, Refusal> {
@@ -85,7 +111,7 @@ public final class Verifier: RequestGate {
         let publicURI = publicOrigin + (sameBytes(String(rawPath), path) ? path : HTU.normalizePath(rawPath) ?? path)
         if let r = DPoPRules.methodMatches(proof, method: head.method)
             ?? DPoPRules.uriMatches(proof, publicURI: publicURI)
-            ?? DPoPRules.freshness(proof, now: now, maxAge: config.dpopMaxAge, futureSkew: config.dpopFutureSkew)
+            ?? DPoPRules.freshness(proof, now: now, maxAge: maxAge(forIssuedAt: proof.iat), futureSkew: config.dpopFutureSkew)
             ?? DPoPRules.tokenHashMatches(proof, tokenHash: leafHash) {
             return refuse(Denial(.invalidDPoPProof, r.text))
         }
@@ -115,7 +141,10 @@ public final class Verifier: RequestGate {
                             expiresAt: proof.iat + config.dpopMaxAge + 1, now: now) {
         case .fresh: break
         case .replayed: return refuse(Denial(.invalidDPoPProof, "DPoP proof jti has already been used"))
-        case .full: return refuse(Denial(.temporarilyUnavailable, "replay cache is full; retry shortly"))
+        case .full:
+            var d = Denial(.temporarilyUnavailable, "replay cache is full; retry shortly")
+            d.retryAfter = 1
+            return refuse(d)
         }
         // 5. Policy, for a caller now proven to hold the chain.
         var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,

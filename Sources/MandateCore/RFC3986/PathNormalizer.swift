@@ -10,6 +10,7 @@ public enum PathNormalizer {
         case aboveRoot
         case notAbsolute
         case pathParameter
+        case doubleEncoding
         case encodedControl
         case invalidUTF8
 
@@ -23,6 +24,7 @@ public enum PathNormalizer {
             case .aboveRoot: "path climbs above the root"
             case .notAbsolute: "path must start with '/'"
             case .pathParameter: "path parameter (;) in path"
+            case .doubleEncoding: "encoded '%' (double encoding) in path"
             case .encodedControl: "encoded control character in path"
             case .invalidUTF8: "percent-encoded path is not UTF-8"
             }
@@ -82,6 +84,10 @@ public enum PathNormalizer {
                     if byte == 0 { return .failure(.nul) }
                     if byte == UInt8(ascii: "/") || byte == UInt8(ascii: "\\") { return .failure(.encodedSlash) }
                     if byte < 0x20 || byte == 0x7f { return .failure(.encodedControl) }
+                    // As Spring's StrictHttpFirewall: an encoded ';' or '%' means a second decoding
+                    // somewhere would see a different path.
+                    if byte == UInt8(ascii: ";") { return .failure(.pathParameter) }
+                    if byte == UInt8(ascii: "%") { return .failure(.doubleEncoding) }
                 }
                 if isUnreserved(byte) {
                     encodedDot = encodedDot || byte == 0x2e

@@ -37,8 +37,11 @@ public final class MemoryReplayCache: ReplayStore {
     private let shards: [Locked<Shard>]
     private let perShard: Int
 
-    public init(capacity: Int, shards count: Int = 16) {
-        shards = (0..<count).map { _ in Locked(Shard()) }
+    /// The capacity is split over the shards (a shard is full at capacity / shards); small
+    /// capacities get one shard, so that the bound is exact.
+    public init(capacity: Int, shards: Int = 16) {
+        let count = capacity < 4096 ? 1 : shards
+        self.shards = (0..<count).map { _ in Locked(Shard()) }
         perShard = max(1, capacity / count)
     }
 
