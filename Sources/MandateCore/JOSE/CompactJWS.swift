@@ -15,40 +15,75 @@ public struct CompactJWS: Sendable {
         public init(token: Int = 8192, header: Int = 2048) { self.token = token; self.header = header }
     }
 
-    /// Parses `token` (the whole compact string, as bytes).
-    public static func parse(_ token: ArraySlice<UInt8>, limits: Limits = Limits()) -> Result<CompactJWS, JOSERefusal> {
-        // RFC 8725 §3.11 and our caps: size before any decoding.
+    /// The three segments of a compact JWS, found and size-checked before any decoding.
+    public struct Segments: Sendable {
+        public var header: ArraySlice<UInt8>
+        public var payload: ArraySlice<UInt8>
+        public var signature: ArraySlice<UInt8>
+        public var signingInput: ArraySlice<UInt8>
+    }
+
+    /// RFC 8725 §3.11 and our caps: sizes first; exactly three segments (a JWE has five).
+    public static func split(_ token: ArraySlice<UInt8>, limits: Limits) -> Result<Segments, JOSERefusal> {
         guard token.count <= limits.token else { return .failure(.tooLarge("token")) }
-        var dots: [Int] = []
+        var first = -1, second = -1
         for i in token.indices where token[i] == UInt8(ascii: ".") {
-            dots.append(i)
-            if dots.count > 2 { return .failure(.notCompactJWS) }
+            if first < 0 { first = i } else if second < 0 { second = i } else { return .failure(.notCompactJWS) }
         }
-        guard dots.count == 2 else { return .failure(.notCompactJWS) }
-        let h = token[token.startIndex..<dots[0]]
-        let p = token[(dots[0] + 1)..<dots[1]]
-        let s = token[(dots[1] + 1)...]
+        guard second >= 0 else { return .failure(.notCompactJWS) }
+        let h = token[token.startIndex..<first]
         guard h.count <= limits.header * 4 / 3 + 4 else { return .failure(.tooLarge("header")) }
-        guard let headerBytes = Base64URL.decode(h), let payloadBytes = Base64URL.decode(p),
-              let signature = Base64URL.decode(s) else { return .failure(.badBase64URL) }
+        return .success(Segments(header: h, payload: token[(first + 1)..<second], signature: token[(second + 1)...],
+                                 signingInput: token[token.startIndex..<second]))
+    }
+
+    /// The protected header: a JSON object with an allowed `alg` and no `crit`.
+    public static func header(_ segment: ArraySlice<UInt8>) -> Result<(JSONObject, JWSAlgorithm), JOSERefusal> {
+        guard let bytes = Base64URL.decode(segment) else { return .failure(.badBase64URL) }
         let header: JSONObject
-        switch StrictJSON.parseObject(headerBytes) {
+        switch StrictJSON.parseObject(bytes) {
         case .success(let o): header = o
         case .failure(let e): return .failure(.badJSON("header", e))
-        }
-        let claims: JSONObject
-        switch StrictJSON.parseObject(payloadBytes) {
-        case .success(let o): claims = o
-        case .failure(let e): return .failure(.badJSON("claims", e))
         }
         // RFC 7515 §4.1.11: we implement no extension, so any `crit` is unknown.
         if header["crit"] != nil { return .failure(.unknownCritical) }
         guard let algName = header["alg"]?.string else { return .failure(.missingHeader("alg")) }
         guard let alg = JWSAlgorithm(rawValue: algName) else { return .failure(.algorithmNotAllowed(algName)) }
-        // RFC 7518 §3.4 / RFC 8032: both algorithms have 64-byte signatures (ECDSA as raw r‖s).
-        guard signature.count == 64 else { return .failure(.badSignatureEncoding) }
-        return .success(CompactJWS(header: header, claims: claims, signingInput: token[token.startIndex..<dots[1]],
-                                   signature: signature, algorithm: alg))
+        return .success((header, alg))
+    }
+
+    public static func claims(_ segment: ArraySlice<UInt8>) -> Result<JSONObject, JOSERefusal> {
+        guard let bytes = Base64URL.decode(segment) else { return .failure(.badBase64URL) }
+        switch StrictJSON.parseObject(bytes) {
+        case .success(let o): return .success(o)
+        case .failure(let e): return .failure(.badJSON("claims", e))
+        }
+    }
+
+    /// RFC 7518 §3.4 / RFC 8032: both algorithms have 64-byte signatures (ECDSA as raw r‖s).
+    public static func signature(_ segment: ArraySlice<UInt8>) -> Result<[UInt8], JOSERefusal> {
+        guard let bytes = Base64URL.decode(segment) else { return .failure(.badBase64URL) }
+        return bytes.count == 64 ? .success(bytes) : .failure(.badSignatureEncoding)
+    }
+
+    /// Parses `token` (the whole compact string, as bytes).
+    public static func parse(_ token: ArraySlice<UInt8>, limits: Limits = Limits()) -> Result<CompactJWS, JOSERefusal> {
+        let s: Segments
+        switch split(token, limits: limits) {
+        case .success(let v): s = v
+        case .failure(let r): return .failure(r)
+        }
+        return parse(s, header: header(s.header))
+    }
+
+    /// With the header already parsed (a proof's header repeats request after request).
+    static func parse(_ s: Segments, header h: Result<(JSONObject, JWSAlgorithm), JOSERefusal>) -> Result<CompactJWS, JOSERefusal> {
+        switch (h, claims(s.payload), signature(s.signature)) {
+        case (.success(let (header, alg)), .success(let c), .success(let sig)):
+            return .success(CompactJWS(header: header, claims: c, signingInput: s.signingInput, signature: sig, algorithm: alg))
+        case (.failure(let r), _, _), (_, .failure(let r), _), (_, _, .failure(let r)):
+            return .failure(r)
+        }
     }
 
     /// Verifies with `key`, whose algorithm must be the one the header names (RFC 8725 §3.1).

@@ -1,5 +1,4 @@
 import MandateCrypto
-import Synchronization
 
 /// The JWS algorithms Mandate accepts (RFC 7518 §3.4, RFC 8037 §3.1). Nothing symmetric, no `none`.
 public enum JWSAlgorithm: String, Sendable {
@@ -71,65 +70,31 @@ public enum JWK {
 
     /// A public OKP/Ed25519 or EC/P-256 JWK. Any private member refuses the whole key.
     public static func publicKey(_ jwk: JSONObject) -> Result<VerificationKey, JWKError> {
-        publicKeyAndThumbprint(jwk, cache: nil).map(\.key)
-    }
-
-    /// As `publicKey`, memoising the costly part (curve check, thumbprint) by coordinates.
-    public static func publicKeyAndThumbprint(_ jwk: JSONObject, cache: ProofKeyCache?)
-        -> Result<(key: VerificationKey, thumbprint: String), JWKError> {
         if jwk.names.contains(where: privateMembers.contains) { return .failure(.privateMembers) }
         guard let kty = jwk["kty"]?.string else { return .failure(.malformed("kty is required")) }
-        // RSA and oct keys have no crv: name the real reason, not a missing member.
         guard kty == "OKP" || kty == "EC" else { return .failure(.unsupportedKeyType) }
         guard let crv = jwk["crv"]?.string else { return .failure(.malformed("crv is required")) }
         guard let x = jwk["x"]?.string else { return .failure(.malformed("x is required")) }
         let y = jwk["y"]?.string
-        let alg: JWSAlgorithm
+        let key: VerificationKey
         switch (kty, crv) {
         case ("OKP", "Ed25519"):
             if y != nil { return .failure(.malformed("OKP keys have no y")) }
-            alg = .edDSA
-        case ("EC", "P-256"):
-            if y == nil { return .failure(.malformed("y is required")) }
-            alg = .es256
-        default:
-            return .failure(.unsupportedKeyType)
-        }
-        if let a = jwk["alg"], a.string != alg.rawValue { return .failure(.algorithmMismatch) }
-        let memo = crv + "." + x + "." + (y ?? "")
-        if let hit = cache?.lookup(memo) { return .success(hit) }
-        guard let xb = Base64URL.decode(x.utf8), xb.count == 32 else {
-            return .failure(.malformed("x must be 32 bytes of base64url"))
-        }
-        let key: VerificationKey
-        if alg == .edDSA {
+            guard let xb = Base64URL.decode(x.utf8), xb.count == 32 else {
+                return .failure(.malformed("x must be 32 bytes of base64url"))
+            }
             key = .ed25519(xb)
-        } else {
-            guard let yb = Base64URL.decode(y!.utf8), yb.count == 32 else {
-                return .failure(.malformed("y must be 32 bytes of base64url"))
+        case ("EC", "P-256"):
+            guard let xb = Base64URL.decode(x.utf8), xb.count == 32,
+                  let yb = y.flatMap({ Base64URL.decode($0.utf8) }), yb.count == 32 else {
+                return .failure(.malformed("x and y must be 32 bytes of base64url each"))
             }
             guard let p = P256PublicKey(x: xb, y: yb) else { return .failure(.notOnCurve) }
             key = .p256(p)
+        default:
+            return .failure(.unsupportedKeyType)
         }
-        let result = (key: key, thumbprint: key.thumbprint)
-        cache?.store(memo, result)
-        return .success(result)
-    }
-}
-
-/// Proof keys recently seen, by coordinates. Bounded; about 300 bytes per entry.
-public final class ProofKeyCache: Sendable {
-    private let entries = Mutex<[String: (key: VerificationKey, thumbprint: String)]>([:])
-    private let capacity: Int
-
-    public init(capacity: Int = 10_000) { self.capacity = capacity }
-
-    func lookup(_ memo: String) -> (key: VerificationKey, thumbprint: String)? { entries.withLock { $0[memo] } }
-
-    func store(_ memo: String, _ value: (key: VerificationKey, thumbprint: String)) {
-        entries.withLock {
-            if $0.count >= capacity { $0.removeAll(keepingCapacity: true) }
-            $0[memo] = value
-        }
+        if let a = jwk["alg"], a.string != key.algorithm.rawValue { return .failure(.algorithmMismatch) }
+        return .success(key)
     }
 }

@@ -8,7 +8,7 @@ public final class Verifier: RequestGate {
     let walker: ChainWalker
     let chains: ChainCache
     public let replay: any ReplayStore
-    let proofKeys: ProofKeyCache
+    let proofHeaders: ProofHeaderCache
     let policy: RoutePolicy
     let upstreamHeaders: UpstreamHeaders
     /// Normalised `scheme://host[:port]` of public_origin.
@@ -50,7 +50,7 @@ public final class Verifier: RequestGate {
                              dids: DIDCache())
         chains = ChainCache(capacity: config.chainCacheSize)
         self.replay = replay ?? MemoryReplayCache(capacity: config.replayCacheSize)
-        proofKeys = ProofKeyCache()
+        proofHeaders = ProofHeaderCache()
         policy = RoutePolicy(routes: config.routes)
         upstreamHeaders = UpstreamHeaders(trustedProxies: try TrustedProxies(config.trustedProxies))
     }
@@ -102,7 +102,7 @@ public final class Verifier: RequestGate {
         }
         // 2. Proof of possession, the checks that need only the request (RFC 9449 §4.3).
         let proof: DPoPProof
-        switch DPoPProof.parse(credential.proof, limits: limits, keys: proofKeys) {
+        switch DPoPProof.parse(credential.proof, limits: limits, headers: proofHeaders) {
         case .success(let p): proof = p
         case .failure(let r): return refuse(Denial(.invalidDPoPProof, r.text))
         }

@@ -13,24 +13,30 @@ public struct DPoPProof: Sendable {
 
     public static let mediaType = "dpop+jwt"
 
-    /// Checks 1–6 of §4.3 that need only the proof itself.
+    /// Checks 1–6 of §4.3 that need only the proof itself. An agent's proofs share one header
+    /// (typ, alg, jwk), so `headers` remembers checked headers and their keys by the exact segment.
     public static func parse(_ raw: ArraySlice<UInt8>, limits: CompactJWS.Limits,
-                             keys: ProofKeyCache? = nil) -> Result<DPoPProof, Reason> {
+                             headers: ProofHeaderCache? = nil) -> Result<DPoPProof, Reason> {
+        let segments: CompactJWS.Segments
+        switch CompactJWS.split(raw, limits: limits) {  // §4.3 (2): a well-formed JWS
+        case .success(let s): segments = s
+        case .failure(let r): return .failure(Reason(r.description))
+        }
+        let checked: ProofHeader
+        if let hit = headers?.lookup(segments.header) {
+            checked = hit
+        } else {
+            switch ProofHeader.check(segments.header) {
+            case .success(let h): checked = h
+            case .failure(let r): return .failure(r)
+            }
+            headers?.store(segments.header, checked)
+        }
         let jws: CompactJWS
-        switch CompactJWS.parse(raw, limits: limits) {  // §4.3 (2), (4): a well-formed JWS, allowed alg
+        switch CompactJWS.parse(segments, header: .success((checked.header, checked.key.algorithm))) {
         case .success(let j): jws = j
         case .failure(let r): return .failure(Reason(r.description))
         }
-        guard jws.header["typ"]?.string == mediaType else { return .failure(Reason("typ must be dpop+jwt")) }  // §4.3 (4)
-        guard let jwk = jws.header["jwk"]?.object else { return .failure(Reason("jwk header is required")) }
-        let key: VerificationKey
-        let thumbprint: String
-        switch JWK.publicKeyAndThumbprint(jwk, cache: keys) {  // §4.3 (7): no private key in jwk
-        case .success(let v): (key, thumbprint) = v
-        case .failure(.privateMembers): return .failure(Reason("jwk must not contain private key members"))
-        case .failure(let e): return .failure(Reason("jwk is not a usable public key (\(e.description))"))
-        }
-        guard key.algorithm == jws.algorithm else { return .failure(Reason("alg does not match the jwk key type")) }
         let c = jws.claims
         guard let jti = c["jti"]?.string, !jti.isEmpty, jti.utf8.count <= 256 else {
             return .failure(Reason("jti is required (at most 256 bytes)"))
@@ -45,8 +51,8 @@ public struct DPoPProof: Sendable {
             guard let s = a.string else { return .failure(Reason("ath must be a string")) }
             ath = s
         }
-        return .success(DPoPProof(jws: jws, key: key, thumbprint: thumbprint, jti: jti, htm: htm, htu: htu,
-                                  iat: iat, ath: ath))
+        return .success(DPoPProof(jws: jws, key: checked.key, thumbprint: checked.thumbprint, jti: jti, htm: htm,
+                                  htu: htu, iat: iat, ath: ath))
     }
 
     /// §4.3 (6): the signature verifies with the jwk.
@@ -89,5 +95,49 @@ public enum DPoPRules {
     /// §4.3 (12), §6.1: the proof key is the one the token is bound to.
     public static func keyIsBound(_ p: DPoPProof, jkt: String) -> Reason? {
         constantTimeEqual(p.thumbprint.utf8, jkt.utf8) ? nil : Reason("proof key does not match the token's cnf.jkt")
+    }
+}
+
+/// A proof header that passed §4.3 (4) and (7): typ, an allowed alg matching the jwk, a public jwk.
+public struct ProofHeader: Sendable {
+    public let header: JSONObject
+    public let key: VerificationKey
+    public let thumbprint: String
+
+    static func check(_ segment: ArraySlice<UInt8>) -> Result<ProofHeader, Reason> {
+        let header: JSONObject, alg: JWSAlgorithm
+        switch CompactJWS.header(segment) {  // §4.3 (4): an allowed, asymmetric alg
+        case .success(let (h, a)): (header, alg) = (h, a)
+        case .failure(let r): return .failure(Reason(r.description))
+        }
+        guard header["typ"]?.string == DPoPProof.mediaType else { return .failure(Reason("typ must be dpop+jwt")) }
+        guard let jwk = header["jwk"]?.object else { return .failure(Reason("jwk header is required")) }
+        let key: VerificationKey
+        switch JWK.publicKey(jwk) {  // §4.3 (7): no private key in jwk
+        case .success(let k): key = k
+        case .failure(.privateMembers): return .failure(Reason("jwk must not contain private key members"))
+        case .failure(let e): return .failure(Reason("jwk is not a usable public key (\(e.description))"))
+        }
+        guard key.algorithm == alg else { return .failure(Reason("alg does not match the jwk key type")) }
+        return .success(ProofHeader(header: header, key: key, thumbprint: key.thumbprint))
+    }
+}
+
+/// Checked proof headers by their exact base64url segment. Bounded; about 600 bytes per entry.
+public final class ProofHeaderCache: Sendable {
+    private let entries = Locked<[ArraySlice<UInt8>: ProofHeader]>([:])
+    private let capacity: Int
+
+    public init(capacity: Int = 10_000) { self.capacity = capacity }
+
+    func lookup(_ segment: ArraySlice<UInt8>) -> ProofHeader? { entries.withLock { $0[segment] } }
+
+    func store(_ segment: ArraySlice<UInt8>, _ header: ProofHeader) {
+        let key = Array(segment)[...]  // its own storage, not the request's
+        let limit = capacity
+        entries.withLock {
+            if $0.count >= limit { $0.removeAll(keepingCapacity: true) }
+            $0[key] = header
+        }
     }
 }
