@@ -351,7 +351,7 @@ final class ClientConnection {
             return
         }
         if outOffset == outbox.count {
-            outbox.removeAll(keepingCapacity: outbox.capacity <= 1 << 20)
+            outbox.removeAll(keepingCapacity: outbox.capacity <= 16 << 10)  // idle connections stay small
             outOffset = 0
             if closeAfterFlush && exchange == nil && lifecycle.phase != .closing {
                 // Lingering close (RFC 9112 §9.6): stop writing, drain input briefly, then close.
