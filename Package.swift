@@ -19,11 +19,14 @@ let package = Package(
         .target(name: "MandateCore", dependencies: ["MandateCrypto", "MandateHTTP"]),
         // Event loops, connections, forwarding with libcurl, audit output.
         .target(name: "MandateServer", dependencies: ["MandateCore", "MandateHTTP", "CMandateShim", "CCurl"]),
-        .executableTarget(name: "mandate", dependencies: ["MandateServer", "MandateCore", "MandateCrypto"]),
+        // The load generator: epoll connections, minter threads, latency histograms.
+        .target(name: "MandateLoad", dependencies: ["MandateCore", "MandateCrypto", "CMandateShim"]),
+        .executableTarget(name: "mandate", dependencies: ["MandateServer", "MandateCore", "MandateCrypto", "MandateLoad"]),
         .executableTarget(name: "MandateBench", dependencies: ["MandateCore", "MandateHTTP", "MandateCrypto"],
                           path: "Benchmarks/MandateBench"),
         .testTarget(name: "MandateCoreTests", dependencies: ["MandateCore", "MandateCrypto", "MandateHTTP"]),
         .testTarget(name: "MandateHTTPTests", dependencies: ["MandateHTTP"]),
+        .testTarget(name: "MandateLoadTests", dependencies: ["MandateLoad", "MandateCore"]),
         .testTarget(name: "MandateServerTests", dependencies: ["MandateServer", "MandateCore", "MandateHTTP"]),
     ]
 )

@@ -64,6 +64,18 @@ int mandate_epoll_wait(int ep, mandate_event *out, int max, int timeout_ms) {
     for (int i = 0; i < n; i++) { out[i].events = evs[i].events; out[i].data = evs[i].data.u64; }
     return n;
 }
+
+// Nanosecond timeout (epoll_pwait2, Linux 5.11); millisecond rounding up where it is missing.
+int mandate_epoll_wait_ns(int ep, mandate_event *out, int max, long long timeout_ns) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    if (timeout_ns < 0) timeout_ns = 0;
+    struct timespec ts = { (time_t)(timeout_ns / 1000000000LL), (long)(timeout_ns % 1000000000LL) };
+    int n = epoll_pwait2(ep, evs, max, &ts, NULL);
+    if (n < 0 && errno == ENOSYS) n = epoll_wait(ep, evs, max, (int)((timeout_ns + 999999) / 1000000));
+    for (int i = 0; i < n; i++) { out[i].events = evs[i].events; out[i].data = evs[i].data.u64; }
+    return n;
+}
 int mandate_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 int mandate_accept4(int fd, struct sockaddr *addr, socklen_t *len) {
     return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);

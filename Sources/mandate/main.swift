@@ -21,6 +21,10 @@ usage: mandate <command> [options]       (mandate --version)
                                             verify a request offline; print the decision
   request  [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE] [-i]
            --key FILE --chain FILE URL      send a request with a fresh DPoP proof
+  loadgen  URL [-c CONNS] [-d DURATION] [-R RATE] [-t THREADS] [--warmup D] [--json FILE]
+           [--no-auth | --key FILE --chain FILE | --principal-key FILE [--identities N] [--alg A] [--scope S]]
+           [--reuse-proof] [--write-identities DIR] [--minters N] [--origin ORIGIN] [-X METHOD] [-H ...]... [--body DATA|@FILE]
+                                            load test: closed loop (-c), or open loop at RATE requests/s
 """
 
 /// A CLI failure: printed as `mandate: message`, exit status 1 (2 for usage).
@@ -62,6 +66,7 @@ do {
     case "delegate": try Delegate.run(args)
     case "request": exit(try Request.run(args))
     case "explain": exit(try Explain.run(args))
+    case "loadgen": try Loadgen.run(args)
     case "help", "--help", "-h": print(usage)
     default: fail("unknown command '\(command)'\n\(usage)", status: 2)
     }

@@ -38,6 +38,8 @@ int mandate_epoll_add(int ep, int fd, uint32_t events, uint64_t data);
 int mandate_epoll_mod(int ep, int fd, uint32_t events, uint64_t data);
 int mandate_epoll_del(int ep, int fd);
 int mandate_epoll_wait(int ep, mandate_event *out, int max, int timeout_ms);
+// The same with a nanosecond timeout (the load generator's open-loop schedule).
+int mandate_epoll_wait_ns(int ep, mandate_event *out, int max, long long timeout_ns);
 int mandate_eventfd(void);
 int mandate_accept4(int fd, struct sockaddr *addr, socklen_t *len);
 int mandate_listen_socket(const char *host, int port, int reuseport, int backlog);
