@@ -24,6 +24,8 @@ struct LoopSettings: Sendable {
     var upstreamOrigin: String
     var upstreamPrefix: String
     var maxConnections: Int
+    /// Open upstream connections per loop, at most.
+    var maxUpstreamConnections = 1024
     /// A refused request's body up to this size is drained to keep the connection; larger closes.
     var maxDrain = 64 << 10
     /// Output bytes queued for a client before libcurl is paused (backpressure).
@@ -102,6 +104,7 @@ final class EventLoop: @unchecked Sendable {
         }
         _ = mandate_curl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, me)
         _ = mandate_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 512)
+        _ = mandate_curl_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, settings.maxUpstreamConnections)
     }
 
     deinit {

@@ -38,9 +38,12 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
             }
         }
         boundPorts = ports
-        // Half the descriptors for clients, half for upstream connections.
-        let perLoop = max(64, (fileLimit - 64) / 2 / workers)
-        let settings = try LoopSettings(config: config, maxConnections: perLoop)
+        // Upstream connections are capped per loop (transfers beyond wait in curl's queue), so
+        // the rest of the descriptors can go to clients: idle keep-alive clients need none upstream.
+        let budget = (fileLimit - 64) / workers
+        let upstreamCap = min(1024, budget / 2)
+        var settings = try LoopSettings(config: config, maxConnections: max(64, budget - upstreamCap))
+        settings.maxUpstreamConnections = upstreamCap
         let sink = try AccessLogSink(destination: config.accessLog)
         loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, logSink: sink) }
     }
