@@ -185,7 +185,7 @@ func fmt(_ v: Double) -> String {
     return String(r)
 }
 print(pad("stage", 46) + pad("ns/op", 12) + pad("× Ed25519", 11) + pad("× P-256", 9) + "note")
-for r in results {
+for r in results where !r.nsPerOp.isNaN {  // --only skips the other stages
     print(pad(r.name, 46) + pad(String(Int(r.nsPerOp.rounded())), 12) + pad(fmt(r.nsPerOp / bareEd), 11)
           + pad(fmt(r.nsPerOp / bareEC), 9) + r.note)
 }
