@@ -115,6 +115,7 @@ public struct HTTPRequestParser: Sendable {
         let base = headBytes.count
         if sawCR && p.load(as: UInt8.self) != 0x0A { return fail(400, "bare CR in request head", consumed: 1) }
         var i = 0
+        var denseUntil = 0  // a 64-byte block up to here holds a control byte: no use skipping
         while i < n {
             let v: Bytes16
             if i &+ 16 <= n {
@@ -128,7 +129,10 @@ public struct HTTPRequestParser: Sendable {
             if unusual == .zero {
                 i &+= 16
                 // Long token values: skip plain bytes 64 at a time.
-                while i &+ 64 <= n && isPrintable64(p + i) { i &+= 64 }
+                if i >= denseUntil {
+                    while i &+ 64 <= n && isPrintable64(p + i) { i &+= 64 }
+                    denseUntil = i &+ 64
+                }
                 continue
             }
             if lanes(v) != .zero { obsText = true }
@@ -311,11 +315,12 @@ public struct HTTPRequestParser: Sendable {
 
 typealias Bytes16 = SIMD16<UInt8>
 
-/// Bit 7 set in each byte outside 0x20...0x7E (CTLs, DEL, obs-text). Written with wrapping byte
-/// arithmetic and bit operations only, which the compiler turns into SSE2 (comparisons it does not).
+/// Bit 7 set in each byte outside 0x20...0x7E (CTLs, DEL, obs-text): b + 1 has it for 0x7F...0xFE,
+/// b - 0x20 for 0x00...0x1F and 0xFF. Wrapping byte arithmetic, which the compiler turns into SSE2
+/// (vector comparisons it does not).
 @inline(__always)
 func outsidePrintable(_ v: Bytes16) -> Bytes16 {
-    ~(v &+ Bytes16(repeating: 0x60)) | (v &+ Bytes16(repeating: 1)) | v
+    (v &+ Bytes16(repeating: 1)) | (v &- Bytes16(repeating: 0x20))
 }
 
 /// The bit 7 of each byte, as two words (byte k of the vector is byte k % 8 of word k / 8).

@@ -21,7 +21,7 @@ enum HeadSection {
         // §3: request-line = method SP request-target SP HTTP-version
         var i = requestLine.lowerBound
         let lineEnd = requestLine.upperBound - 2
-        while i < lineEnd && isTokenChar(p[i]) { i += 1 }
+        i = tokenEnd(p, i)
         let methodEnd = i
         guard methodEnd > requestLine.lowerBound, i < lineEnd, p[i] == 0x20 else { return fail(400, "invalid method") }
         if methodEnd - requestLine.lowerBound > 32 { return fail(501, "method not implemented") }
@@ -61,7 +61,7 @@ enum HeadSection {
             // §5.2: obs-fold is refused.
             if p[line] == 0x20 || p[line] == 0x09 { return fail(400, "obsolete line folding") }
             var j = line
-            while j < eol && isTokenChar(p[j]) { j += 1 }
+            j = tokenEnd(p, j)
             let nameEnd = j
             guard j < eol else { return fail(400, "field line without colon") }
             if p[j] == 0x20 || p[j] == 0x09 { return fail(400, "whitespace between field name and colon") }  // §5.1
@@ -107,7 +107,7 @@ enum HeadSection {
             default:
                 break
             }
-            let value = string(p, j, valueEnd)
+            let value = string(p, j, valueEnd, ascii: !lines.obsText)
             // obs-text that is not UTF-8 would reach the upstream altered (decoding repairs it to
             // U+FFFD, so the bytes differ); refuse it instead.
             if lines.obsText && !value.utf8.elementsEqual(UnsafeBufferPointer(rebasing: p[j ..< valueEnd])) {
@@ -137,9 +137,24 @@ enum HeadSection {
                                         framing: framing, keepAlive: persistent))
     }
 
+    /// `ascii`: the bytes are known to be ASCII (tchar, request-target, or no obs-text in the
+    /// head), so the String is made without validating them again.
     @inline(__always)
-    static func string(_ p: Bytes, _ from: Int, _ to: Int) -> String {
-        String(decoding: UnsafeBufferPointer(rebasing: p[from ..< to]), as: UTF8.self)
+    static func string(_ p: Bytes, _ from: Int, _ to: Int, ascii: Bool = true) -> String {
+        let bytes = UnsafeBufferPointer(rebasing: p[from ..< to])
+        if ascii, #available(macOS 26, iOS 26, watchOS 26, tvOS 26, visionOS 26, *) {
+            return String(copying: UTF8Span(unchecked: bytes.span, isKnownASCII: true))
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// End of the run of tchar from `from`; the CR ending the line (not a tchar) stops it. Out of
+    /// line: in the large caller the loop ran short of registers.
+    @inline(never)
+    static func tokenEnd(_ p: Bytes, _ from: Int) -> Int {
+        var i = from
+        while isTokenChar(p[i]) { i &+= 1 }
+        return i
     }
 
     /// Case-insensitive compare of `p[at...]` against a lowercase ASCII literal.
@@ -182,9 +197,25 @@ enum HeadSection {
 @inline(__always)
 func isDigit(_ b: UInt8) -> Bool { b &- 0x30 < 10 }
 
-/// tchar (RFC 9110 §5.6.2): "!#$%&'*+-.^_`|~", DIGIT, ALPHA, as bit sets for bytes 0-63 and 64-127.
+/// tchar (RFC 9110 §5.6.2) by byte value, 16 a row: "1" for ALPHA, DIGIT and !#$%&'*+-.^_`|~.
+let tcharTable: StaticString = """
+    0000000000000000\
+    0000000000000000\
+    0101111100110110\
+    1111111111000000\
+    0111111111111111\
+    1111111111100011\
+    1111111111111111\
+    1111111111101010\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000
+    """
+
 @inline(__always)
-public func isTokenChar(_ b: UInt8) -> Bool {
-    let set: UInt64 = b < 64 ? 0x03FF_6CFA_0000_0000 : 0x57FF_FFFF_C7FF_FFFE
-    return b < 128 && (set >> (b & 63)) & 1 != 0
-}
+public func isTokenChar(_ b: UInt8) -> Bool { tcharTable.utf8Start[Int(b)] == 0x31 }
