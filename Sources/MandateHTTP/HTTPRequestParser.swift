@@ -138,7 +138,7 @@ public struct HTTPRequestParser: Sendable {
             if lanes(v) != .zero { obsText = true }
             let controls = lanes(outsidePrintable(v) & ~v)
             for half in 0 ..< 2 {
-                var mask = controls[half]
+                var mask = controls[half].littleEndian  // bit 8k + 7 is byte k
                 while mask != 0 {
                     let q = i &+ half &* 8 &+ mask.trailingZeroBitCount >> 3
                     mask &= mask &- 1
@@ -203,7 +203,8 @@ public struct HTTPRequestParser: Sendable {
         let fields = FieldLines(requestLine: requestLineStart ..< requestLineEnd, ends: fieldLineEnds,
                                 control: sawControl, obsText: obsText)
         if headBytes.isEmpty {
-            let head = UnsafeBufferPointer(start: input.baseAddress!.assumingMemoryBound(to: UInt8.self), count: consumed)
+            // The caller's buffer may be raw memory (the event loop's read buffer): bind it to read it typed.
+            let head = UnsafeRawBufferPointer(rebasing: input[0 ..< consumed]).bindMemory(to: UInt8.self)
             result = HeadSection.parse(head, fields, limits: limits)
         } else {
             headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[0 ..< consumed]))
@@ -323,7 +324,7 @@ func outsidePrintable(_ v: Bytes16) -> Bytes16 {
     (v &+ Bytes16(repeating: 1)) | (v &- Bytes16(repeating: 0x20))
 }
 
-/// The bit 7 of each byte, as two words (byte k of the vector is byte k % 8 of word k / 8).
+/// The bit 7 of each byte, as two words (bytes 0-7 and 8-15).
 @inline(__always)
 func lanes(_ v: Bytes16) -> SIMD2<UInt64> {
     unsafeBitCast(v, to: SIMD2<UInt64>.self) & 0x8080_8080_8080_8080

@@ -19,9 +19,8 @@ enum HeadSection {
             .failure(HTTPParseError(status, reason))
         }
         // §3: request-line = method SP request-target SP HTTP-version
-        var i = requestLine.lowerBound
         let lineEnd = requestLine.upperBound - 2
-        i = tokenEnd(p, i)
+        var i = tokenEnd(p, requestLine.lowerBound)
         let methodEnd = i
         guard methodEnd > requestLine.lowerBound, i < lineEnd, p[i] == 0x20 else { return fail(400, "invalid method") }
         if methodEnd - requestLine.lowerBound > 32 { return fail(501, "method not implemented") }
@@ -60,8 +59,7 @@ enum HeadSection {
             defer { line = eol + 2 }
             // §5.2: obs-fold is refused.
             if p[line] == 0x20 || p[line] == 0x09 { return fail(400, "obsolete line folding") }
-            var j = line
-            j = tokenEnd(p, j)
+            var j = tokenEnd(p, line)
             let nameEnd = j
             guard j < eol else { return fail(400, "field line without colon") }
             if p[j] == 0x20 || p[j] == 0x09 { return fail(400, "whitespace between field name and colon") }  // §5.1
