@@ -54,19 +54,26 @@ public struct HTTPRequestParser: Sendable {
 
     public let limits: HTTPParserLimits
     var state: State = .head
-    /// The head being accumulated; capacity is kept across messages.
+    /// The head so far when it spans reads; capacity is kept across messages.
     var headBytes: [UInt8] = []
+    /// Offset of the CR ending each field line, recorded once so HeadSection does not rescan.
+    var fieldLineEnds: [Int] = []
     var lineStart = 0
     var requestLineStart = 0
     var requestLineEnd = -1
-    var fieldLines = 0
+    /// The previous read ended in CR.
     var sawCR = false
+    /// A control byte other than CR, LF, HTAB was seen: HeadSection checks values byte by byte.
+    var sawControl = false
+    /// A byte ≥ 0x80 may be in the head: values are validated as UTF-8.
+    var obsText = false
     var chunkedTotal = 0
     var trailerBytes = 0
 
     public init(limits: HTTPParserLimits = HTTPParserLimits()) {
         self.limits = limits
         headBytes.reserveCapacity(1024)
+        fieldLineEnds.reserveCapacity(32)
     }
 
     /// True between messages with nothing buffered: the connection is idle.
@@ -100,54 +107,112 @@ public struct HTTPRequestParser: Sendable {
 
     // MARK: Head (RFC 9112 §2.2: lines end in CRLF; bare CR and bare LF are refused)
 
+    /// Looks at 16 bytes at a time (64 while they are plain), and at single bytes only where a
+    /// control byte is.
     mutating func parseHead(_ input: UnsafeRawBufferPointer) -> (event: HTTPParseEvent?, consumed: Int) {
-        let base = headBytes.count
         let n = input.count
+        guard let p = input.baseAddress, n > 0 else { return (nil, 0) }
+        let base = headBytes.count
+        if sawCR && p.load(as: UInt8.self) != 0x0A { return fail(400, "bare CR in request head", consumed: 1) }
         var i = 0
+        var denseUntil = 0  // a 64-byte block up to here holds a control byte: no use skipping
         while i < n {
-            let b = input[i]
-            let at = base + i
-            i += 1
-            if sawCR {
-                guard b == 0x0A else { return fail(400, "bare CR in request head", consumed: i) }
-                sawCR = false
-                let lineLength = at - 1 - lineStart
-                if requestLineEnd < 0 {
-                    if lineLength == 0 {
-                        // §2.2: a few empty lines before the request-line are ignored.
-                        guard at < 16 else { return fail(400, "empty lines before request-line", consumed: i) }
-                        requestLineStart = at + 1
-                    } else {
-                        requestLineEnd = at + 1
-                    }
-                } else if lineLength == 0 {
-                    headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[0 ..< i]))
-                    return finishHead(consumed: i)
-                } else {
-                    fieldLines += 1
-                    if fieldLines > limits.maxHeaderCount { return fail(431, "too many header fields", consumed: i) }
+            let v: Bytes16
+            if i &+ 16 <= n {
+                v = p.loadUnaligned(fromByteOffset: i, as: Bytes16.self)
+            } else {
+                var tail = Bytes16(repeating: 0x20)  // padded with spaces
+                withUnsafeMutableBytes(of: &tail) { $0.copyMemory(from: UnsafeRawBufferPointer(start: p + i, count: n - i)) }
+                v = tail
+            }
+            let unusual = lanes(outsidePrintable(v))
+            if unusual == .zero {
+                i &+= 16
+                // Long token values: skip plain bytes 64 at a time.
+                if i >= denseUntil {
+                    while i &+ 64 <= n && isPrintable64(p + i) { i &+= 64 }
+                    denseUntil = i &+ 64
                 }
-                lineStart = at + 1
                 continue
             }
-            if b == 0x0D { sawCR = true; continue }
-            if b == 0x0A { return fail(400, "bare LF in request head", consumed: i) }
-            if requestLineEnd < 0 {
-                if at - lineStart > limits.maxURILength + 64 { return fail(414, "request-target too long", consumed: i) }
-            } else if at - requestLineEnd >= limits.maxHeaderBytes {
-                return fail(431, "header section too large", consumed: i)
+            if lanes(v) != .zero { obsText = true }
+            let controls = lanes(outsidePrintable(v) & ~v)
+            for half in 0 ..< 2 {
+                var mask = controls[half].littleEndian  // bit 8k + 7 is byte k
+                while mask != 0 {
+                    let q = i &+ half &* 8 &+ mask.trailingZeroBitCount >> 3
+                    mask &= mask &- 1
+                    switch p.load(fromByteOffset: q, as: UInt8.self) {
+                    case 0x0D:
+                        if q + 1 < n && p.load(fromByteOffset: q + 1, as: UInt8.self) != 0x0A {
+                            return fail(400, "bare CR in request head", consumed: q + 2)
+                        }
+                    case 0x0A:
+                        let afterCR = q > 0 ? p.load(fromByteOffset: q - 1, as: UInt8.self) == 0x0D : sawCR
+                        guard afterCR else { return fail(400, "bare LF in request head", consumed: q + 1) }
+                        let cr = base + q - 1
+                        if requestLineEnd < 0 {
+                            if cr == lineStart {
+                                // §2.2: a few empty lines before the request-line are ignored.
+                                guard cr < 15 else { return fail(400, "empty lines before request-line", consumed: q + 1) }
+                                requestLineStart = cr + 2
+                            } else {
+                                if let e = limitExceeded(lineEnd: cr) { return fail(e.status, e.reason, consumed: q + 1) }
+                                requestLineEnd = cr + 2
+                            }
+                        } else if cr == lineStart {
+                            return finishHead(input, consumed: q + 1)
+                        } else {
+                            if let e = limitExceeded(lineEnd: cr) { return fail(e.status, e.reason, consumed: q + 1) }
+                            fieldLineEnds.append(cr)
+                            if fieldLineEnds.count > limits.maxHeaderCount {
+                                return fail(431, "too many header fields", consumed: q + 1)
+                            }
+                        }
+                        lineStart = cr + 2
+                    case 0x09:
+                        break
+                    default:
+                        sawControl = true
+                    }
+                }
             }
+            i &+= 16
         }
+        // A line that has not ended yet must not grow past the limits either (slow header flood).
+        sawCR = p.load(fromByteOffset: n - 1, as: UInt8.self) == 0x0D
+        let end = base + n - (sawCR ? 1 : 0)
+        if end > lineStart, let e = limitExceeded(lineEnd: end) { return fail(e.status, e.reason, consumed: n) }
         headBytes.append(contentsOf: input)
         return (nil, n)
     }
 
-    mutating func finishHead(consumed: Int) -> (event: HTTPParseEvent?, consumed: Int) {
-        let result = headBytes.withUnsafeBufferPointer {
-            HeadSection.parse($0, requestLine: requestLineStart ..< requestLineEnd, limits: limits)
+    /// The limit broken by the current line if it ends (CR excluded) at `lineEnd`: 414 for the
+    /// request line (with slack for method and version; HeadSection checks the target exactly),
+    /// 431 for the field section.
+    func limitExceeded(lineEnd: Int) -> HTTPParseError? {
+        if requestLineEnd < 0 {
+            return lineEnd - 1 - lineStart > limits.maxURILength + 64 ? HTTPParseError(414, "request-target too long") : nil
         }
-        headBytes.removeAll(keepingCapacity: true)
-        lineStart = 0; requestLineStart = 0; requestLineEnd = -1; fieldLines = 0; sawCR = false
+        return lineEnd - 1 - requestLineEnd >= limits.maxHeaderBytes ? HTTPParseError(431, "header section too large") : nil
+    }
+
+    /// The head ends at `consumed` in `input`. Parsed in place when it all came in this read.
+    mutating func finishHead(_ input: UnsafeRawBufferPointer, consumed: Int) -> (event: HTTPParseEvent?, consumed: Int) {
+        let result: Result<HTTPRequestHead, HTTPParseError>
+        let fields = FieldLines(requestLine: requestLineStart ..< requestLineEnd, ends: fieldLineEnds,
+                                control: sawControl, obsText: obsText)
+        if headBytes.isEmpty {
+            // The caller's buffer may be raw memory (the event loop's read buffer): bind it to read it typed.
+            let head = UnsafeRawBufferPointer(rebasing: input[0 ..< consumed]).bindMemory(to: UInt8.self)
+            result = HeadSection.parse(head, fields, limits: limits)
+        } else {
+            headBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[0 ..< consumed]))
+            result = headBytes.withUnsafeBufferPointer { HeadSection.parse($0, fields, limits: limits) }
+            headBytes.removeAll(keepingCapacity: true)
+        }
+        fieldLineEnds.removeAll(keepingCapacity: true)
+        lineStart = 0; requestLineStart = 0; requestLineEnd = -1; sawCR = false; sawControl = false; obsText = false
         switch result {
         case .failure(let e):
             state = .failed(e)
@@ -247,6 +312,31 @@ public struct HTTPRequestParser: Sendable {
         }
         return (nil, n)
     }
+}
+
+typealias Bytes16 = SIMD16<UInt8>
+
+/// Bit 7 set in each byte outside 0x20...0x7E (CTLs, DEL, obs-text): b + 1 has it for 0x7F...0xFE,
+/// b - 0x20 for 0x00...0x1F and 0xFF. Wrapping byte arithmetic, which the compiler turns into SSE2
+/// (vector comparisons it does not).
+@inline(__always)
+func outsidePrintable(_ v: Bytes16) -> Bytes16 {
+    (v &+ Bytes16(repeating: 1)) | (v &- Bytes16(repeating: 0x20))
+}
+
+/// The bit 7 of each byte, as two words (bytes 0-7 and 8-15).
+@inline(__always)
+func lanes(_ v: Bytes16) -> SIMD2<UInt64> {
+    unsafeBitCast(v, to: SIMD2<UInt64>.self) & 0x8080_8080_8080_8080
+}
+
+/// True if the 64 bytes at `p` are all in 0x20...0x7E.
+@inline(__always)
+func isPrintable64(_ p: UnsafeRawPointer) -> Bool {
+    let v = outsidePrintable(p.loadUnaligned(as: Bytes16.self)) | outsidePrintable(p.loadUnaligned(fromByteOffset: 16, as: Bytes16.self))
+        | outsidePrintable(p.loadUnaligned(fromByteOffset: 32, as: Bytes16.self)) | outsidePrintable(p.loadUnaligned(fromByteOffset: 48, as: Bytes16.self))
+    let w = lanes(v)
+    return w[0] | w[1] == 0
 }
 
 @inline(__always)

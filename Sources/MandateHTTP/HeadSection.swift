@@ -1,15 +1,26 @@
+/// Where the parser's scan found the lines of a head, and what kind of bytes it saw.
+struct FieldLines {
+    var requestLine: Range<Int>
+    /// Offset of the CR ending each field line.
+    var ends: [Int]
+    /// A control byte other than CR, LF, HTAB is somewhere in the head.
+    var control: Bool
+    /// A byte ≥ 0x80 may be in the head.
+    var obsText: Bool
+}
+
 /// Parses a complete, CRLF-checked request head (request line and field section).
 enum HeadSection {
     typealias Bytes = UnsafeBufferPointer<UInt8>
 
-    static func parse(_ p: Bytes, requestLine: Range<Int>, limits: HTTPParserLimits) -> Result<HTTPRequestHead, HTTPParseError> {
+    static func parse(_ p: Bytes, _ lines: FieldLines, limits: HTTPParserLimits) -> Result<HTTPRequestHead, HTTPParseError> {
+        let requestLine = lines.requestLine
         func fail(_ status: Int, _ reason: String) -> Result<HTTPRequestHead, HTTPParseError> {
             .failure(HTTPParseError(status, reason))
         }
         // §3: request-line = method SP request-target SP HTTP-version
-        var i = requestLine.lowerBound
         let lineEnd = requestLine.upperBound - 2
-        while i < lineEnd && isTokenChar(p[i]) { i += 1 }
+        var i = tokenEnd(p, requestLine.lowerBound)
         let methodEnd = i
         guard methodEnd > requestLine.lowerBound, i < lineEnd, p[i] == 0x20 else { return fail(400, "invalid method") }
         if methodEnd - requestLine.lowerBound > 32 { return fail(501, "method not implemented") }
@@ -36,7 +47,7 @@ enum HeadSection {
         let target = string(p, targetStart, targetEnd)
 
         var headers: [HTTPHeader] = []
-        headers.reserveCapacity(16)
+        headers.reserveCapacity(lines.ends.count)
         var hosts = 0, authorizations = 0, dpops = 0, delegations = 0
         var contentLength: Int? = nil
         var transferEncodings = 0
@@ -44,14 +55,11 @@ enum HeadSection {
         var close = false, keepAlive = false
 
         var line = requestLine.upperBound
-        let end = p.count - 2  // the final empty line
-        while line < end {
-            var eol = line
-            while p[eol] != 0x0D { eol += 1 }
+        for eol in lines.ends {
+            defer { line = eol + 2 }
             // §5.2: obs-fold is refused.
             if p[line] == 0x20 || p[line] == 0x09 { return fail(400, "obsolete line folding") }
-            var j = line
-            while j < eol && isTokenChar(p[j]) { j += 1 }
+            var j = tokenEnd(p, line)
             let nameEnd = j
             guard j < eol else { return fail(400, "field line without colon") }
             if p[j] == 0x20 || p[j] == 0x09 { return fail(400, "whitespace between field name and colon") }  // §5.1
@@ -61,10 +69,13 @@ enum HeadSection {
             while j < eol && (p[j] == 0x20 || p[j] == 0x09) { j += 1 }
             var valueEnd = eol
             while valueEnd > j && (p[valueEnd - 1] == 0x20 || p[valueEnd - 1] == 0x09) { valueEnd -= 1 }
-            // RFC 9110 §5.5: field-vchar / SP / HTAB / obs-text.
-            for k in j ..< valueEnd {
-                let b = p[k]
-                if (b < 0x20 && b != 0x09) || b == 0x7F { return fail(400, "invalid byte in field value") }
+            // RFC 9110 §5.5: field-vchar / SP / HTAB / obs-text. The scan saw no other control
+            // byte in the head unless `control` is set.
+            if lines.control {
+                for k in j ..< valueEnd {
+                    let b = p[k]
+                    if (b < 0x20 && b != 0x09) || b == 0x7F { return fail(400, "invalid byte in field value") }
+                }
             }
             let nameLength = nameEnd - line
             switch nameLength {
@@ -94,12 +105,13 @@ enum HeadSection {
             default:
                 break
             }
-            // obs-text that is not UTF-8 would reach the upstream altered; refuse it instead.
-            guard let value = String(validating: UnsafeBufferPointer(rebasing: p[j ..< valueEnd]), as: UTF8.self) else {
+            let value = string(p, j, valueEnd, ascii: !lines.obsText)
+            // obs-text that is not UTF-8 would reach the upstream altered (decoding repairs it to
+            // U+FFFD, so the bytes differ); refuse it instead.
+            if lines.obsText && !value.utf8.elementsEqual(UnsafeBufferPointer(rebasing: p[j ..< valueEnd])) {
                 return fail(400, "field value is not UTF-8")
             }
             headers.append(HTTPHeader(string(p, line, nameEnd), value))
-            line = eol + 2
         }
 
         // §6.1: Transfer-Encoding with Content-Length is a smuggling vector; refuse.
@@ -123,9 +135,24 @@ enum HeadSection {
                                         framing: framing, keepAlive: persistent))
     }
 
+    /// `ascii`: the bytes are known to be ASCII (tchar, request-target, or no obs-text in the
+    /// head), so the String is made without validating them again.
     @inline(__always)
-    static func string(_ p: Bytes, _ from: Int, _ to: Int) -> String {
-        String(decoding: UnsafeBufferPointer(rebasing: p[from ..< to]), as: UTF8.self)
+    static func string(_ p: Bytes, _ from: Int, _ to: Int, ascii: Bool = true) -> String {
+        let bytes = UnsafeBufferPointer(rebasing: p[from ..< to])
+        if ascii, #available(macOS 26, iOS 26, watchOS 26, tvOS 26, visionOS 26, *) {
+            return String(copying: UTF8Span(unchecked: bytes.span, isKnownASCII: true))
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// End of the run of tchar from `from`; the CR ending the line (not a tchar) stops it. Out of
+    /// line: in the large caller the loop ran short of registers.
+    @inline(never)
+    static func tokenEnd(_ p: Bytes, _ from: Int) -> Int {
+        var i = from
+        while isTokenChar(p[i]) { i &+= 1 }
+        return i
     }
 
     /// Case-insensitive compare of `p[at...]` against a lowercase ASCII literal.
@@ -168,12 +195,25 @@ enum HeadSection {
 @inline(__always)
 func isDigit(_ b: UInt8) -> Bool { b &- 0x30 < 10 }
 
-/// tchar (RFC 9110 §5.6.2).
+/// tchar (RFC 9110 §5.6.2) by byte value, 16 a row: "1" for ALPHA, DIGIT and !#$%&'*+-.^_`|~.
+let tcharTable: StaticString = """
+    0000000000000000\
+    0000000000000000\
+    0101111100110110\
+    1111111111000000\
+    0111111111111111\
+    1111111111100011\
+    1111111111111111\
+    1111111111101010\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000
+    """
+
 @inline(__always)
-public func isTokenChar(_ b: UInt8) -> Bool {
-    switch b {
-    case 0x30 ... 0x39, 0x41 ... 0x5A, 0x61 ... 0x7A: true
-    case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: true
-    default: false
-    }
-}
+public func isTokenChar(_ b: UInt8) -> Bool { tcharTable.utf8Start[Int(b)] == 0x31 }
