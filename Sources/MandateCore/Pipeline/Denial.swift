@@ -15,7 +15,6 @@ public struct Denial: Error, Sendable, Equatable {
         case requestTimeout = "request_timeout"
         case badGateway = "bad_gateway"
         case gatewayTimeout = "gateway_timeout"
-        case methodNotAllowed = "method_not_allowed"
         case notImplemented = "not_implemented"
         case versionNotSupported = "http_version_not_supported"
         case temporarilyUnavailable = "temporarily_unavailable"
@@ -74,7 +73,6 @@ extension Denial.Code {
         case .invalidRequest: 400
         case .missingCredential, .invalidToken, .invalidDPoPProof: 401
         case .insufficientScope, .accessDenied, .approvalRequired: 403
-        case .methodNotAllowed: 405
         case .notImplemented: 501
         case .requestTimeout: 408
         case .payloadTooLarge: 413
