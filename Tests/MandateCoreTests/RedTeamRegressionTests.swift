@@ -102,6 +102,19 @@ import MandateHTTP
         #expect(v2.verify(fresh, now: now + 100).accepted)
     }
 
+    /// A full replay store refuses (503, Retry-After) rather than forgetting an unexpired proof.
+    @Test func fullReplayStoreAnswers503WithRetryAfter() throws {
+        var c = config(principals: [principal])
+        c.replayCacheSize = 1
+        let v = try Verifier(config: c)
+        let leaf = Link(principal, to: agent).token
+        #expect(v.verify(head(leaf: leaf, proof: proof(agent, for: leaf)), now: now).accepted)
+        let d = v.verify(head(leaf: leaf, proof: proof(agent, for: leaf)), now: now).denial
+        #expect(d?.code == .temporarilyUnavailable)
+        #expect(d?.status == 503)
+        #expect(d?.retryAfter == 1)
+    }
+
     @Test func describesDIDRefusalsWithoutTypeNames() {
         var l = Link(principal, to: agent)
         l.sub = "did:web:example.com"

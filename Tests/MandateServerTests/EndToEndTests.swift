@@ -8,6 +8,11 @@ import MandateHTTP
 struct TestGate: RequestGate {
     func admit(_ head: HTTPRequestHead, peer: String, requestID: String, now: Int64) -> Admission {
         let facts = AuditFacts(principal: "did:key:test", agent: "agent-1", chain: ["did:key:test", "agent-1"], route: "all")
+        if head.path.hasPrefix("/busy") {
+            var d = Denial(.temporarilyUnavailable, "replay cache is full; retry shortly")
+            d.retryAfter = 1
+            return .refuse(d, facts)
+        }
         if head.path.hasPrefix("/deny") {
             return .refuse(Denial(.invalidToken, "token rejected"), facts)
         }
@@ -303,6 +308,16 @@ extension String {
         }
         _ = f.shutdown()
         #expect(sent < limit, "the proxy kept reading \(sent) bytes from a client that reads nothing")
+    }
+
+    @Test func sendsRetryAfterWithA503() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /busy HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let r = c.readToEnd()
+        _ = f.shutdown()
+        #expect(r.hasPrefix("HTTP/1.1 503 "))
+        #expect(r.contains("Retry-After: 1\r\n"))
     }
 
     /// SO_REUSEPORT would let a second process join the port and take half the traffic.
