@@ -11,6 +11,22 @@ public enum SHA256 {
         }
         return out
     }
+
+    /// The first 128 bits of SHA-256(a || sep || b), without building the input.
+    public static func prefix128(_ a: String, _ sep: UInt8, _ b: String) -> (UInt64, UInt64) {
+        let n = a.utf8.count + 1 + b.utf8.count
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n + 32) { buf in
+            var i = 0
+            for x in a.utf8 { buf[i] = x; i += 1 }
+            buf[i] = sep; i += 1
+            for x in b.utf8 { buf[i] = x; i += 1 }
+            let out = buf.baseAddress! + n
+            mandate_sha256(buf.baseAddress, n, out)
+            var hi: UInt64 = 0, lo: UInt64 = 0
+            for k in 0..<8 { hi = hi << 8 | UInt64(out[k]); lo = lo << 8 | UInt64(out[k + 8]) }
+            return (hi, lo)
+        }
+    }
 }
 
 public enum Random {

@@ -59,16 +59,22 @@ final class ClientConnection {
         if events & Epoll.output != 0 {
             flush(now: now)
             if closed { return }
-            if let ex = exchange, ex.receivePaused, pendingOutput < loop.settings.outputHighWater / 2 {
-                ex.resumeReceiving()
-                if closed { return }
-            }
+            resumeUpstreamIfDrained()
+            if closed { return }
             if !inbox.isEmpty && pendingOutput < loop.settings.outputHighWater / 2 {
                 resumeInput(now: now)
                 if closed { return }
             }
         }
-        if events & Epoll.input != 0 { readAvailable(now: now); if closed { return } }
+        if events & Epoll.input != 0 {
+            if wantsInput {
+                readAvailable(now: now)
+                if closed { return }
+            } else if !inputMuted {
+                inputMuted = true  // input while none is wanted (pipelining): stop polling for it
+                updateInterest()
+            }
+        }
         // The peer shut down: once nothing more is wanted from it, it is gone (a half-close while
         // waiting for a response is treated as an abort).
         if events & (Epoll.readHangup | Epoll.hangup) != 0 && !wantsInput {
@@ -303,15 +309,36 @@ final class ClientConnection {
         if relay.framing == .closeDelimited { lifecycle.mustClose() }
         relay.appendHead(requestID: requestID, keepAlive: lifecycle.keepAlive, to: &outbox)
         record?.status = relay.status
-        flush(now: monotonicNow())
+        scheduleFlush()
     }
 
     /// Body bytes from the upstream; false asks curl to pause (client not keeping up).
     func upstreamBody(_ data: UnsafeRawBufferPointer, chunked: Bool) -> Bool {
         if pendingOutput >= loop.settings.outputHighWater { return false }
         if chunked { HTTPResponseWriter.appendChunk(data, to: &outbox) } else { outbox.append(contentsOf: data) }
-        flush(now: monotonicNow())  // no buffering: each event of a stream goes out as it comes
+        scheduleFlush()  // sent when curl returns: each read from the upstream goes out as it comes
         return true
+    }
+
+    private var flushPending = false
+
+    private func scheduleFlush() {
+        if flushPending { return }
+        flushPending = true
+        loop.flushable.append(self)
+    }
+
+    func flushScheduled(now: Double) {
+        flushPending = false
+        flush(now: now)
+        if !closed { resumeUpstreamIfDrained() }
+    }
+
+    /// curl paused on a full outbox; once it drains to half, the upstream may deliver again.
+    private func resumeUpstreamIfDrained() {
+        if let ex = exchange, ex.receivePaused, pendingOutput < loop.settings.outputHighWater / 2 {
+            ex.resumeReceiving()
+        }
     }
 
     /// The transfer is over (already detached from the multi handle).
@@ -362,10 +389,19 @@ final class ClientConnection {
         updateInterest()
     }
 
+    /// EPOLLIN stays registered while a response is awaited (two epoll_ctl calls fewer per
+    /// request); only input that arrives meanwhile takes it away, until input is wanted again.
+    private var inputMuted = false
+
     private func updateInterest() {
         guard !closed else { return }
         var want = Epoll.readHangup
-        if wantsInput { want |= Epoll.input }
+        if wantsInput {
+            want |= Epoll.input
+            inputMuted = false
+        } else if !inputMuted {
+            want |= interest & Epoll.input
+        }
         if hasPendingOutput { want |= Epoll.output }
         if want != interest {
             interest = want

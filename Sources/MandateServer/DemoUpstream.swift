@@ -59,6 +59,8 @@ public final class DemoUpstream: @unchecked Sendable {  // the listen fd is fixe
                         guard let h = head else { return false }
                         respond(c, h, bodyBytes)
                         if !h.keepAlive { return false }
+                        // A keep-alive answer, then the upstream's own idle close (tests).
+                        if h.path == "/hangup" { usleep(50_000); return false }
                     case .error(let e)?:
                         var out: [UInt8] = []
                         HTTPResponseWriter.appendHead(status: e.status, headers: [HTTPHeader("Content-Length", "0"),

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import CCurl
 import CMandateShim
 import MandateCore
@@ -11,6 +12,14 @@ enum EventTag {
     static let client: UInt64 = 3 << 56
     static let curl: UInt64 = 4 << 56
     static let kindMask: UInt64 = 0xFF << 56
+}
+
+/// How a curl socket is registered in the loop's epoll set.
+enum CurlWatch {
+    case none
+    case active(UInt32)
+    /// curl stopped watching it (between transfers on a kept-alive connection); still registered.
+    case parked(UInt32)
 }
 
 /// Per-loop settings derived once from `ProxyConfig`.
@@ -73,11 +82,17 @@ final class EventLoop: @unchecked Sendable {
     private var easyPool: [UnsafeMutableRawPointer] = []
     /// Connections whose request-body backpressure was released inside a curl callback.
     var resumable: [ClientConnection] = []
+    /// Connections with response bytes queued inside curl callbacks: one send each once curl returns.
+    var flushable: [ClientConnection] = []
+    /// epoll registration of curl's sockets, by fd (see `curlSocket`).
+    private var curlWatch: [CurlWatch] = []
     var requestIDs = RequestIDGenerator()
     let logSink: AccessLogSink
     var logBytes: [UInt8] = []
     var logLine = ""
     private var stopping = false
+    /// Returns from epoll_wait (tests: a loop that never sleeps shows here).
+    let wakeups = Atomic<Int>(0)
 
     init(settings: LoopSettings, gate: any RequestGate, listenFDs: [Int32], logSink: AccessLogSink) throws {
         self.settings = settings; self.gate = gate; self.listenFDs = listenFDs; self.logSink = logSink
@@ -130,12 +145,14 @@ final class EventLoop: @unchecked Sendable {
                 timeout = Int32(max(0, min(250, ((d - monotonicNow()) * 1000).rounded(.up))))
             }
             let n = mandate_epoll_wait(epfd, events, Int32(capacity), timeout)
+            wakeups.store(wakeups.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
             let now = monotonicNow()
             if n > 0 { for i in 0 ..< Int(n) { dispatch(events[i], now) } }
             if let d = curlDeadline, d <= now {
                 curlDeadline = nil
                 socketAction(Curl.socketTimeout, 0)
             }
+            flushQueued()  // curl_easy_pause may have delivered outside socketAction
             resumeConnections(now)
             if now >= nextSweep { nextSweep = now + 0.25; sweep(now) }
             if !logBytes.isEmpty { logSink.write(&logBytes) }
@@ -156,7 +173,7 @@ final class EventLoop: @unchecked Sendable {
             if ev.events & (Epoll.input | Epoll.hangup) != 0 { mask |= Curl.selectIn }
             if ev.events & Epoll.output != 0 { mask |= Curl.selectOut }
             if ev.events & Epoll.error != 0 { mask |= Curl.selectErr }
-            socketAction(Int32(truncatingIfNeeded: payload), mask)
+            curlEvent(Int32(truncatingIfNeeded: payload), mask)
         case EventTag.listen:
             acceptConnections(listenFDs[Int(payload)], now)
         case EventTag.wake:
@@ -190,6 +207,8 @@ final class EventLoop: @unchecked Sendable {
                 continue
             }
             _ = mandate_set_nodelay(fd)
+            // The number was free, so a parked curl socket with it is gone (see `curlSocket`).
+            if Int(fd) < curlWatch.count { curlWatch[Int(fd)] = .none }
             let slot: Int
             if let s = freeSlots.popLast() { slot = s } else {
                 slot = connections.count; connections.append(nil); generations.append(0)
@@ -239,13 +258,43 @@ final class EventLoop: @unchecked Sendable {
 
     // MARK: libcurl multi, driven by this epoll set
 
+    /// A kept-alive upstream connection goes quiet between transfers (curl says "remove") and is
+    /// watched again by the next one. It stays in the epoll set meanwhile ("parked"): one
+    /// EPOLL_CTL_MOD on reuse instead of DEL, then a failed MOD and an ADD. The MOD also finds a
+    /// number that curl closed and reopened (ENOENT: add it). A parked socket that wakes up (the
+    /// upstream closed it) leaves the set; curl finds it dead when it next tries it.
     private func curlSocket(_ fd: Int32, _ what: Int32) {
-        if what == Curl.pollRemove { _ = mandate_epoll_del(epfd, fd); return }
+        let i = Int(fd)
+        guard i >= 0 else { return }
+        if i >= curlWatch.count { curlWatch.append(contentsOf: repeatElement(.none, count: i + 64 - curlWatch.count)) }
+        if what == Curl.pollRemove {
+            if case .active(let m) = curlWatch[i] { curlWatch[i] = .parked(m) }
+            return
+        }
         var events: UInt32 = 0
         if what & Curl.pollIn != 0 { events |= Epoll.input }
         if what & Curl.pollOut != 0 { events |= Epoll.output }
         let tag = EventTag.curl | UInt64(UInt32(bitPattern: fd))
-        if mandate_epoll_mod(epfd, fd, events, tag) != 0 { _ = mandate_epoll_add(epfd, fd, events, tag) }
+        switch curlWatch[i] {
+        case .active(let m) where m == events:
+            return
+        case .active, .parked:
+            if mandate_epoll_mod(epfd, fd, events, tag) != 0 { _ = mandate_epoll_add(epfd, fd, events, tag) }
+        case .none:
+            if mandate_epoll_add(epfd, fd, events, tag) != 0 { _ = mandate_epoll_mod(epfd, fd, events, tag) }
+        }
+        curlWatch[i] = .active(events)
+    }
+
+    /// An event on a curl socket: curl's, unless curl no longer watches it.
+    private func curlEvent(_ fd: Int32, _ mask: Int32) {
+        let i = Int(fd)
+        if i >= 0 && i < curlWatch.count, case .parked = curlWatch[i] {
+            _ = mandate_epoll_del(epfd, fd)
+            curlWatch[i] = .none
+            return
+        }
+        socketAction(fd, mask)
     }
 
     private func curlTimer(_ ms: Int) {
@@ -265,12 +314,22 @@ final class EventLoop: @unchecked Sendable {
             detach(exchange)
             exchange.connection.exchangeFinished(exchange, code: code, now: monotonicNow())
         }
+        flushQueued()
+    }
+
+    /// Sends what curl callbacks queued: a response's head and body leave in one write.
+    func flushQueued() {
+        if flushable.isEmpty { return }
+        let now = monotonicNow()
+        while let c = flushable.popLast() { c.flushScheduled(now: now) }
     }
 
     /// An easy handle for a new exchange, from the pool when possible (its buffers are reused).
     func takeEasyHandle() -> UnsafeMutableRawPointer? {
-        if let e = easyPool.popLast() { curl_easy_reset(e); return e }
-        return curl_easy_init()
+        if let e = easyPool.popLast() { return e }
+        guard let e = curl_easy_init() else { return nil }
+        UpstreamExchange.prepare(e, settings: settings)
+        return e
     }
 
     func attach(_ exchange: UpstreamExchange) -> Bool {
@@ -283,7 +342,12 @@ final class EventLoop: @unchecked Sendable {
         exchange.detached = true
         _ = curl_multi_remove_handle(multi, exchange.easy)
         exchange.releaseHeaders()
-        if easyPool.count < 256 { easyPool.append(exchange.easy) } else { curl_easy_cleanup(exchange.easy) }
+        // A handle that ended paused is not reused: a pause may outlive its transfer.
+        if easyPool.count < 256 && !exchange.sendPaused && !exchange.receivePaused {
+            easyPool.append(exchange.easy)
+        } else {
+            curl_easy_cleanup(exchange.easy)
+        }
     }
 
     // MARK: Access log

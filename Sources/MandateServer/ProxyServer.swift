@@ -55,6 +55,9 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         for t in threads { pthread_join(t, nil) }
     }
 
+    /// Times the loops returned from epoll_wait, in all.
+    var loopWakeups: Int { loops.reduce(0) { $0 + $1.wakeups.load(ordering: .relaxed) } }
+
     /// Thread-safe.
     public func stop() {
         for loop in loops { loop.wake() }

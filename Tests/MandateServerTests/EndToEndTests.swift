@@ -406,6 +406,27 @@ extension String {
         if let one, let two, let three { #expect(one < two && two < three) }
     }
 
+    @Test func forgetsAnUpstreamConnectionTheUpstreamClosed() throws {
+        // The upstream answers keep-alive, then closes its idle end: the pooled connection reads
+        // EOF while no transfer uses it. The loop must stop watching it (not wake on it without
+        // end), and the next request goes out on a new connection.
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /hangup HTTP/1.1\r\nHost: h\r\n\r\n")
+        let first = c.read(until: "body_bytes")
+        usleep(300_000)
+        let before = f.proxy.loopWakeups
+        usleep(500_000)
+        let wakeups = f.proxy.loopWakeups - before
+        c.send("GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let second = c.readToEnd()
+        _ = f.shutdown()
+        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(wakeups < 50, "the loop woke \(wakeups) times in 0.5 s with nothing to do")
+        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(second.contains("\"path\":\"/after\""))
+    }
+
     @Test func relaysServerSentEventsAsTheyArrive() throws {
         let f = try Fixture()
         let c = Client(port: f.port)

@@ -91,13 +91,14 @@ class Proxy:
 
     name = "http"
 
-    def __init__(self, config: str, port: int, log: Path):
+    def __init__(self, config: str, port: int, log: Path, env: dict[str, str] | None = None):
         self.port = port
         self.origin = f"http://127.0.0.1:{port}"
         self.log = log
         self.out = open(log.with_suffix(".out"), "wb")
         self.proc = subprocess.Popen([MANDATE, "serve", "--config", config], stdout=self.out,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=None if env is None else {**os.environ, **env})
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:

@@ -133,3 +133,23 @@ def test_rejects_leaf_sub_that_is_not_a_did(transport, ids, sub):
     t1 = delegation(ids.alice, a.did, a.key.thumbprint(), "echo")
     t2 = delegation(a, sub, holder.thumbprint(), "echo", parent=t1)
     assert_refused(send(transport, Chain([t1, t2], holder)), 401, "invalid_token")
+
+
+def test_environment_proxy_variables_do_not_divert_the_upstream(tmp_path, ids, upstream):
+    """The configured upstream is where requests go: http_proxy and friends in the proxy's
+    environment (pointing at a port where nothing listens) are not libcurl's to follow."""
+    from harness import Proxy, config_text, free_port
+    dead = f"http://127.0.0.1:{free_port()}"
+    port = free_port()
+    conf = tmp_path / "proxy.conf"
+    conf.write_text(config_text(port, upstream.port, {"Alice": ids.alice.did}, "off"))
+    env = {name: dead for name in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]}
+    env.update(no_proxy="", NO_PROXY="")
+    p = Proxy(str(conf), port, tmp_path / "access.log", env=env)
+    try:
+        agent = ids.agent("EdDSA")
+        c = Chain([delegation(ids.alice, agent.did, agent.key.thumbprint(), "echo")], agent.key)
+        up = assert_forwarded(send(p, c))
+        check_identity(up, ids.alice, [agent], "echo")
+    finally:
+        p.stop()

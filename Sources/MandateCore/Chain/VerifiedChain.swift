@@ -5,9 +5,12 @@ public struct VerifiedChain: Sendable, Equatable {
     /// The leaf's `sub`.
     public var agent: String
     /// DIDs from the principal to the agent.
-    public var dids: [String]
+    public let dids: [String]
     /// The leaf's scopes (each link only narrows).
-    public var scopes: [String]
+    public let scopes: [String]
+    /// `dids` joined by "," and `scopes` by " ", made once per verified chain (headers and logs).
+    public let chainText: String
+    public let scopeText: String
     /// The leaf's cnf.jkt: the DPoP key must have this thumbprint.
     public var proofKeyThumbprint: String
     /// The chain is valid while `notBefore ≤ now < expiresAt` (skew applied by the checker).
@@ -19,6 +22,7 @@ public struct VerifiedChain: Sendable, Equatable {
     public init(principal: String, agent: String, dids: [String], scopes: [String], proofKeyThumbprint: String,
                 notBefore: Int64, expiresAt: Int64, ancestry: [UInt8]) {
         self.principal = principal; self.agent = agent; self.dids = dids; self.scopes = scopes
+        chainText = dids.joined(separator: ","); scopeText = scopes.joined(separator: " ")
         self.proofKeyThumbprint = proofKeyThumbprint; self.notBefore = notBefore; self.expiresAt = expiresAt
         self.ancestry = ancestry
     }

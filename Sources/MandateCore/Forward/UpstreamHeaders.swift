@@ -7,19 +7,36 @@ public struct UpstreamHeaders: Sendable {
 
     public init(trustedProxies: TrustedProxies) { self.trustedProxies = trustedProxies }
 
-    /// RFC 9110 §7.6.1 and RFC 9112 §9.6 / §7.
-    static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-                                        "trailer", "upgrade", "proxy-authorization", "proxy-authenticate"]
-    /// Never passed through: the agent's credentials, and framing the server sets itself.
-    static let credentials: Set<String> = ["authorization", "dpop", "agent-delegation", "content-length"]
-    static let forwarding: Set<String> = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
-                                          "x-real-ip"]
+    /// What happens to a client field, by its canonical name.
+    enum Kind: Equatable { case pass, drop, forwardedFor, forwardedProto, forwardedHost, forwarding }
+
+    /// RFC 9110 §7.6.1 and RFC 9112 §9.6 / §7 (hop-by-hop); the agent's credentials and framing
+    /// the server sets itself (never passed through); forwarding fields; and the `mandate-` prefix.
+    static let table: [(String, Kind)] = [
+        ("connection", .drop), ("keep-alive", .drop), ("proxy-connection", .drop), ("transfer-encoding", .drop),
+        ("te", .drop), ("trailer", .drop), ("upgrade", .drop), ("proxy-authorization", .drop),
+        ("proxy-authenticate", .drop),
+        ("authorization", .drop), ("dpop", .drop), ("agent-delegation", .drop), ("content-length", .drop),
+        ("x-forwarded-for", .forwardedFor), ("x-forwarded-proto", .forwardedProto),
+        ("x-forwarded-host", .forwardedHost), ("forwarded", .forwarding), ("x-real-ip", .forwarding),
+    ]
 
     /// Lowercased, with `_` read as `-`: many upstreams (CGI, WSGI) treat them alike.
+    @inline(__always) static func canonical(_ c: UInt8) -> UInt8 {
+        c == UInt8(ascii: "_") ? UInt8(ascii: "-") : (c >= 0x41 && c <= 0x5a ? c | 0x20 : c)
+    }
+
     static func canonicalName(_ name: String) -> String {
-        String(decoding: name.utf8.map { c in
-            c == UInt8(ascii: "_") ? UInt8(ascii: "-") : (c >= 0x41 && c <= 0x5a ? c | 0x20 : c)
-        }, as: UTF8.self)
+        String(decoding: name.utf8.map(canonical), as: UTF8.self)
+    }
+
+    static func kind(_ name: String) -> Kind {
+        let u = name.utf8
+        if u.count >= 8 && zip(u, "mandate-".utf8).allSatisfy({ canonical($0) == $1 }) { return .drop }
+        for (n, k) in table where n.utf8.count == u.count && u.elementsEqual(n.utf8, by: { canonical($0) == $1 }) {
+            return k
+        }
+        return .pass
     }
 
     public func rewrite(_ head: HTTPRequestHead, chain: VerifiedChain, requestID: String, peer: String,
@@ -38,15 +55,14 @@ public struct UpstreamHeaders: Sendable {
         var clientProto: String?
         var clientHost: String?
         for h in head.headers {
-            let n = Self.canonicalName(h.name)
-            if Self.hopByHop.contains(n) || Self.credentials.contains(n) || named.contains(n) { continue }
-            if n.hasPrefix("mandate-") { continue }
-            if Self.forwarding.contains(n) {
+            let k = Self.kind(h.name)
+            if k == .drop || (!named.isEmpty && named.contains(Self.canonicalName(h.name))) { continue }
+            if k != .pass {
                 if trusted && h.name.utf8.allSatisfy({ $0 != UInt8(ascii: "_") }) {
-                    switch n {
-                    case "x-forwarded-for": clientXFF.append(h.value)
-                    case "x-forwarded-proto": clientProto = clientProto ?? h.value
-                    case "x-forwarded-host": clientHost = clientHost ?? h.value
+                    switch k {
+                    case .forwardedFor: clientXFF.append(h.value)
+                    case .forwardedProto: clientProto = clientProto ?? h.value
+                    case .forwardedHost: clientHost = clientHost ?? h.value
                     default: break
                     }
                 }
@@ -56,10 +72,10 @@ public struct UpstreamHeaders: Sendable {
         }
         out.append(HTTPHeader("Mandate-Principal", chain.principal))
         out.append(HTTPHeader("Mandate-Agent", chain.agent))
-        out.append(HTTPHeader("Mandate-Chain", chain.dids.joined(separator: ",")))
-        out.append(HTTPHeader("Mandate-Scope", chain.scopes.joined(separator: " ")))
+        out.append(HTTPHeader("Mandate-Chain", chain.chainText))
+        out.append(HTTPHeader("Mandate-Scope", chain.scopeText))
         out.append(HTTPHeader("Mandate-Request-Id", requestID))
-        out.append(HTTPHeader("X-Forwarded-For", (clientXFF + [peer]).joined(separator: ", ")))
+        out.append(HTTPHeader("X-Forwarded-For", clientXFF.isEmpty ? peer : (clientXFF + [peer]).joined(separator: ", ")))
         out.append(HTTPHeader("X-Forwarded-Proto", clientProto ?? scheme))
         if let host = clientHost ?? head.value("Host") { out.append(HTTPHeader("X-Forwarded-Host", host)) }
         return out

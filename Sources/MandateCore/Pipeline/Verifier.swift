@@ -148,7 +148,7 @@ public final class Verifier: RequestGate {
         }
         // 5. Policy, for a caller now proven to hold the chain.
         var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
-                               scope: chain.scopes.joined(separator: " "))
+                               scope: chain.scopeText)
         let (route, denial) = policy.decide(method: head.method, path: path, chain: chain)
         facts.route = route.map { $0.prefix }
         if let denial { return refuse(denial, facts) }

@@ -1,4 +1,7 @@
 import MandateCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A DPoP proof JWT (RFC 9449 §4.2), checked rule by rule (§4.3).
 public struct DPoPProof: Sendable {
@@ -125,15 +128,30 @@ public struct ProofHeader: Sendable {
 
 /// Checked proof headers by their exact base64url segment. Bounded; about 600 bytes per entry.
 public final class ProofHeaderCache: Sendable {
-    private let entries = Locked<[ArraySlice<UInt8>: ProofHeader]>([:])
+    /// The segment's bytes, hashed a word at a time (ArraySlice's own hash takes a byte at a time).
+    struct Segment: Hashable, @unchecked Sendable {
+        let bytes: ArraySlice<UInt8>
+        func hash(into h: inout Hasher) { bytes.withUnsafeBytes { h.combine(bytes: $0) } }
+        static func == (a: Segment, b: Segment) -> Bool {
+            a.bytes.count == b.bytes.count && a.bytes.withUnsafeBytes { x in
+                b.bytes.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+            }
+        }
+    }
+
+    private let entries = Locked<[Segment: ProofHeader]>([:])
     private let capacity: Int
 
     public init(capacity: Int = 10_000) { self.capacity = capacity }
 
-    func lookup(_ segment: ArraySlice<UInt8>) -> ProofHeader? { entries.withLock { $0[segment] } }
+    func lookup(_ segment: ArraySlice<UInt8>) -> ProofHeader? {
+        if segment.isEmpty { return nil }
+        return entries.withLock { $0[Segment(bytes: segment)] }
+    }
 
     func store(_ segment: ArraySlice<UInt8>, _ header: ProofHeader) {
-        let key = Array(segment)[...]  // its own storage, not the request's
+        if segment.isEmpty { return }
+        let key = Segment(bytes: Array(segment)[...])  // its own storage, not the request's
         let limit = capacity
         entries.withLock {
             if $0.count >= limit { $0.removeAll(keepingCapacity: true) }
