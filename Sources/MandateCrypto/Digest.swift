@@ -14,12 +14,12 @@ public enum SHA256 {
 
     /// The first 128 bits of SHA-256(a || sep || b), without building the input.
     public static func prefix128(_ a: String, _ sep: UInt8, _ b: String) -> (UInt64, UInt64) {
-        let n = a.utf8.count + 1 + b.utf8.count
+        var a = a, b = b
+        let na = a.utf8.count, n = na + 1 + b.utf8.count
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n + 32) { buf in
-            var i = 0
-            for x in a.utf8 { buf[i] = x; i += 1 }
-            buf[i] = sep; i += 1
-            for x in b.utf8 { buf[i] = x; i += 1 }
+            a.withUTF8 { if let p = $0.baseAddress { buf.baseAddress!.update(from: p, count: $0.count) } }
+            buf[na] = sep
+            b.withUTF8 { if let p = $0.baseAddress { (buf.baseAddress! + na + 1).update(from: p, count: $0.count) } }
             let out = buf.baseAddress! + n
             mandate_sha256(buf.baseAddress, n, out)
             var hi: UInt64 = 0, lo: UInt64 = 0

@@ -26,11 +26,11 @@ public struct HTTPRequestHead: Sendable, Equatable {
 
     /// Every value of a field, in order (field names are case-insensitive, RFC 9110 §5.1).
     public func values(_ name: String) -> [String] {
-        headers.filter { $0.name.utf8.elementsEqual(name.utf8, by: asciiCaseInsensitiveEqual) }.map(\.value)
+        headers.filter { fieldNameIs($0.name, name) }.map(\.value)
     }
 
     public func value(_ name: String) -> String? {
-        headers.first { $0.name.utf8.elementsEqual(name.utf8, by: asciiCaseInsensitiveEqual) }?.value
+        headers.first { fieldNameIs($0.name, name) }?.value
     }
 
     /// Path without the query.
@@ -48,4 +48,9 @@ public struct HTTPRequestHead: Sendable, Equatable {
 @inlinable
 public func asciiCaseInsensitiveEqual(_ a: UInt8, _ b: UInt8) -> Bool {
     a == b || (a | 0x20 == b | 0x20 && (a | 0x20) >= 0x61 && (a | 0x20) <= 0x7a)
+}
+
+/// Field names compare case-insensitively (RFC 9110 §5.1); the lengths first, as most differ.
+@inline(__always) func fieldNameIs(_ a: String, _ b: String) -> Bool {
+    a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8, by: asciiCaseInsensitiveEqual)
 }

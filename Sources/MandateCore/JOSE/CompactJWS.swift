@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// A JWS in compact serialization (RFC 7515 §7.1) whose header and payload are JSON objects,
 /// parsed under the hygiene of RFC 8725. The signature is not checked here: the caller picks the
 /// key, never the token.
@@ -26,11 +29,17 @@ public struct CompactJWS: Sendable {
     /// RFC 8725 §3.11 and our caps: sizes first; exactly three segments (a JWE has five).
     public static func split(_ token: ArraySlice<UInt8>, limits: Limits) -> Result<Segments, JOSERefusal> {
         guard token.count <= limits.token else { return .failure(.tooLarge("token")) }
-        var first = -1, second = -1
-        for i in token.indices where token[i] == UInt8(ascii: ".") {
-            if first < 0 { first = i } else if second < 0 { second = i } else { return .failure(.notCompactJWS) }
+        // Exactly two dots (RFC 7515 §7.1), found with memchr.
+        let dots: (Int, Int)? = token.withUnsafeBytes { b in
+            guard let base = b.baseAddress, let d1 = memchr(base, 0x2E, b.count) else { return nil }
+            let i1 = base.distance(to: UnsafeRawPointer(d1))
+            guard let d2 = memchr(base + i1 + 1, 0x2E, b.count - i1 - 1) else { return nil }
+            let i2 = base.distance(to: UnsafeRawPointer(d2))
+            if memchr(base + i2 + 1, 0x2E, b.count - i2 - 1) != nil { return nil }
+            return (i1, i2)
         }
-        guard second >= 0 else { return .failure(.notCompactJWS) }
+        guard let (d1, d2) = dots else { return .failure(.notCompactJWS) }
+        let first = token.startIndex + d1, second = token.startIndex + d2
         let h = token[token.startIndex..<first]
         guard h.count <= limits.header * 4 / 3 + 4 else { return .failure(.tooLarge("header")) }
         return .success(Segments(header: h, payload: token[(first + 1)..<second], signature: token[(second + 1)...],
