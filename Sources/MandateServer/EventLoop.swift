@@ -90,6 +90,8 @@ final class EventLoop: @unchecked Sendable {
     let logSink: AccessLogSink
     var logBytes: [UInt8] = []
     var logLine = ""
+    /// Scratch for one upstream header line as curl takes it (it copies).
+    var headerLine: [UInt8] = []
     private var stopping = false
     /// Returns from epoll_wait (tests: a loop that never sleeps shows here).
     let wakeups = Atomic<Int>(0)

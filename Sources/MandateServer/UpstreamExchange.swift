@@ -102,13 +102,22 @@ final class UpstreamExchange {
 
         // Exactly the plan's fields. Framing is curl's to write; its own Expect and Accept are suppressed.
         var hasAccept = false
+        var line: [UInt8] = []
+        swap(&line, &connection.loop.headerLine)  // taken, not shared: no copy on write
+        defer { swap(&line, &connection.loop.headerLine) }
         for h in plan.headers {
             if Self.nameIs(h.name, "content-length") || Self.nameIs(h.name, "transfer-encoding")
                 || Self.nameIs(h.name, "expect") { continue }
             if Self.nameIs(h.name, "accept") { hasAccept = true }
-            // "Name;" is curl's spelling of a field with an empty value.
-            let line = h.value.isEmpty ? h.name + ";" : h.name + ": " + h.value
-            headerList = line.withCString { curl_slist_append(headerList, $0) }
+            // "Name;" is curl's spelling of a field with an empty value. One scratch line for all.
+            line.removeAll(keepingCapacity: true)
+            line.append(contentsOf: h.name.utf8)
+            if h.value.isEmpty { line.append(UInt8(ascii: ";")) } else { line.append(contentsOf: ": ".utf8) }
+            line.append(contentsOf: h.value.utf8)
+            line.append(0)
+            headerList = line.withUnsafeBufferPointer {
+                $0.withMemoryRebound(to: CChar.self) { curl_slist_append(headerList, $0.baseAddress) }
+            }
         }
         headerList = curl_slist_append(headerList, "Expect:")
         if !hasAccept { headerList = curl_slist_append(headerList, "Accept:") }
