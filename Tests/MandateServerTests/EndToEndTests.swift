@@ -414,6 +414,29 @@ extension String {
         #expect(second.contains("\"path\":\"/next\""))
     }
 
+    /// A HEAD request's body is never sent upstream (curl's NOBODY): it was queued all the same, so
+    /// a large one held input at the high-water mark until the answer, which then closed the
+    /// keep-alive connection without saying so.
+    @Test func dropsTheBodyOfAHEADRequestAndKeepsTheConnection() throws {
+        let f = try Fixture(tuneLoop: { $0.inputHighWater = 1000 })
+        let c = Client(port: f.port)
+        // Behind a slow answer, so that the whole body waits in the socket: it is read in two parts.
+        c.send("GET /events HTTP/1.1\r\nHost: h\r\n\r\nHEAD /h HTTP/1.1\r\nHost: h\r\nContent-Length: 70000\r\n\r\n"
+               + String(repeating: "a", count: 70000))
+        let events = c.read(until: "0\r\n\r\n")
+        let first = c.read(until: "\r\n\r\n")
+        #expect(events.contains("data: 3"))
+        usleep(100_000)
+        c.send("GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let second = c.readToEnd()
+        _ = f.shutdown()
+        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(!first.contains("Connection: close"))
+        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)")
+        #expect(second.contains("\"path\":\"/next\""))
+        #expect(second.contains("\"method\":\"GET\""))
+    }
+
     @Test func servesPipelinedRequestsInOrder() throws {
         let f = try Fixture()
         let c = Client(port: f.port)
