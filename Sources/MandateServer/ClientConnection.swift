@@ -191,6 +191,9 @@ final class ClientConnection {
             if let ex = UpstreamExchange(connection: self, head: head, plan: plan, requestID: id, settings: loop.settings),
                loop.attach(ex) {
                 exchange = ex
+                // A HEAD's body is never forwarded, so its answer may come first: the rest is
+                // read and dropped, and the connection kept.
+                if hasBody && ex.isHEAD { lifecycle.discardBody() }
             } else {
                 lifecycle.mustClose()
                 respond(Denial(.badGateway, "upstream unavailable"), requestID: id, isHEAD: false, now: now)

@@ -437,6 +437,23 @@ extension String {
         #expect(second.contains("\"method\":\"GET\""))
     }
 
+    /// The upstream answers a HEAD at once (its body is not forwarded): a body still arriving then
+    /// made the answer close the keep-alive connection, without Connection: close. It is drained.
+    @Test func drainsTheBodyOfAHEADRequestAnsweredBeforeItArrived() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("HEAD /h HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n")
+        let first = c.read(until: "\r\n\r\n")
+        usleep(50_000)
+        c.send(String(repeating: "a", count: 5000) + "GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let second = c.readToEnd()
+        _ = f.shutdown()
+        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(!first.contains("Connection: close"))
+        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)")
+        #expect(second.contains("\"path\":\"/next\""))
+    }
+
     @Test func servesPipelinedRequestsInOrder() throws {
         let f = try Fixture()
         let c = Client(port: f.port)
