@@ -140,6 +140,11 @@ final class ClientConnection {
                 onHead(head, now: now)
             case .body(let o, let c):
                 onBody(UnsafeRawBufferPointer(rebasing: input[(start + o) ..< (start + o + c)]))
+                // A body that just reached the high-water mark may be complete: its end takes no
+                // input, so it is not held back (else the request would stay unfinished).
+                if inputHeld, case (.end?, _) = parser.parse(UnsafeRawBufferPointer(start: nil, count: 0)) {
+                    onRequestEnd(now: now)
+                }
             case .end:
                 onRequestEnd(now: now)
             case .error(let e):
@@ -186,6 +191,9 @@ final class ClientConnection {
             if let ex = UpstreamExchange(connection: self, head: head, plan: plan, requestID: id, settings: loop.settings),
                loop.attach(ex) {
                 exchange = ex
+                // A HEAD's body is never forwarded, so its answer may come first: the rest is
+                // read and dropped, and the connection kept.
+                if hasBody && ex.isHEAD { lifecycle.discardBody() }
             } else {
                 lifecycle.mustClose()
                 respond(Denial(.badGateway, "upstream unavailable"), requestID: id, isHEAD: false, now: now)

@@ -12,7 +12,12 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
     /// The port each `config.listen` entry is bound to, in order.
     public let boundPorts: [Int]
 
-    public init(config: ProxyConfig, gate: any RequestGate) throws {
+    public convenience init(config: ProxyConfig, gate: any RequestGate) throws {
+        try self.init(config: config, gate: gate, tune: { _ in })
+    }
+
+    /// `tune` adjusts the loops' derived settings (tests: small backpressure marks).
+    init(config: ProxyConfig, gate: any RequestGate, tune: (inout LoopSettings) -> Void) throws {
         signal(SIGPIPE, SIG_IGN)
         curl_global_init(3)  // CURL_GLOBAL_ALL
         let fileLimit = Self.raiseFileLimit()
@@ -44,6 +49,7 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         let upstreamCap = min(1024, budget / 2)
         var settings = try LoopSettings(config: config, maxConnections: max(64, budget - upstreamCap))
         settings.maxUpstreamConnections = upstreamCap
+        tune(&settings)
         let sink = try AccessLogSink(destination: config.accessLog)
         loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, logSink: sink) }
     }

@@ -144,6 +144,7 @@ final class UpstreamExchange {
     // MARK: Request body, client → upstream
 
     func appendBody(_ bytes: UnsafeRawBufferPointer) {
+        if isHEAD { return }  // never sent (NOBODY): read and dropped, or it would hold input forever
         if bodyOffset > 64 << 10 { body.removeFirst(bodyOffset); bodyOffset = 0 }
         body.append(contentsOf: bytes)
         if sendPaused { unpause(send: true) }

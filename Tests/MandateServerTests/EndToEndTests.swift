@@ -33,7 +33,8 @@ final class Fixture {
     let logPath: String
     var port: Int { proxy.boundPorts[0] }
 
-    init(upstreamURL: String? = nil, tweak: (inout ProxyConfig) -> Void = { _ in }) throws {
+    init(upstreamURL: String? = nil, tweak: (inout ProxyConfig) -> Void = { _ in },
+         tuneLoop: (inout LoopSettings) -> Void = { _ in }) throws {
         upstream = try DemoUpstream(host: "127.0.0.1", port: 0)
         var config = ProxyConfig()
         config.listen = [.init(host: "127.0.0.1", port: 0)]
@@ -42,7 +43,7 @@ final class Fixture {
         logPath = "/tmp/mandate-server-test-\(getpid())-\(UInt32.random(in: 0 ... .max)).log"
         config.accessLog = logPath
         tweak(&config)
-        proxy = try ProxyServer(config: config, gate: TestGate())
+        proxy = try ProxyServer(config: config, gate: TestGate(), tune: tuneLoop)
         let u = upstream, p = proxy
         upstreamThread = startThread { u.run() }
         proxyThread = startThread { try? p.run() }
@@ -391,6 +392,66 @@ extension String {
         _ = f.shutdown()
         #expect(response.hasPrefix("HTTP/1.1 200"))
         #expect(!response.contains("408"))
+    }
+
+    /// A request body whose last bytes filled the upstream queue to its high-water mark left the
+    /// request unfinished (its end was never parsed while input was held): the answer then closed
+    /// the keep-alive connection, without Connection: close, and the client's next request was lost.
+    @Test func keepsTheConnectionAfterABodyThatEndsAtTheHighWaterMark() throws {
+        let f = try Fixture(tuneLoop: { $0.inputHighWater = 1000 })
+        let c = Client(port: f.port)
+        let body = String(repeating: "a", count: 1000)
+        c.send("POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + body)
+        let first = c.read(until: "body_bytes")
+        usleep(100_000)
+        c.send("GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let second = c.readToEnd()
+        _ = f.shutdown()
+        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(first.contains("\"body_bytes\":1000"))
+        #expect(!first.contains("Connection: close"))
+        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)")
+        #expect(second.contains("\"path\":\"/next\""))
+    }
+
+    /// A HEAD request's body is never sent upstream (curl's NOBODY): it was queued all the same, so
+    /// a large one held input at the high-water mark until the answer, which then closed the
+    /// keep-alive connection without saying so.
+    @Test func dropsTheBodyOfAHEADRequestAndKeepsTheConnection() throws {
+        let f = try Fixture(tuneLoop: { $0.inputHighWater = 1000 })
+        let c = Client(port: f.port)
+        // Behind a slow answer, so that the whole body waits in the socket: it is read in two parts.
+        c.send("GET /events HTTP/1.1\r\nHost: h\r\n\r\nHEAD /h HTTP/1.1\r\nHost: h\r\nContent-Length: 70000\r\n\r\n"
+               + String(repeating: "a", count: 70000))
+        let events = c.read(until: "0\r\n\r\n")
+        let first = c.read(until: "\r\n\r\n")
+        #expect(events.contains("data: 3"))
+        usleep(100_000)
+        c.send("GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let second = c.readToEnd()
+        _ = f.shutdown()
+        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(!first.contains("Connection: close"))
+        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)")
+        #expect(second.contains("\"path\":\"/next\""))
+        #expect(second.contains("\"method\":\"GET\""))
+    }
+
+    /// The upstream answers a HEAD at once (its body is not forwarded): a body still arriving then
+    /// made the answer close the keep-alive connection, without Connection: close. It is drained.
+    @Test func drainsTheBodyOfAHEADRequestAnsweredBeforeItArrived() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("HEAD /h HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n")
+        let first = c.read(until: "\r\n\r\n")
+        usleep(50_000)
+        c.send(String(repeating: "a", count: 5000) + "GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        let second = c.readToEnd()
+        _ = f.shutdown()
+        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(!first.contains("Connection: close"))
+        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)")
+        #expect(second.contains("\"path\":\"/next\""))
     }
 
     @Test func servesPipelinedRequestsInOrder() throws {
