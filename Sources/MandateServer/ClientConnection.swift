@@ -315,6 +315,9 @@ final class ClientConnection {
     /// The upstream head is complete: send ours.
     func upstreamHeadReady(_ relay: ResponseRelay, requestID: String) {
         if relay.framing == .closeDelimited { lifecycle.mustClose() }
+        // Answered before the request body is in (and not draining it): the connection cannot be
+        // reused, so the answer says so (RFC 9112 §9.6).
+        if !lifecycle.requestComplete && !lifecycle.discarding { lifecycle.mustClose() }
         relay.appendHead(requestID: requestID, keepAlive: lifecycle.keepAlive, to: &outbox)
         record?.status = relay.status
         scheduleFlush()

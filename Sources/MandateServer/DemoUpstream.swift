@@ -53,11 +53,14 @@ public final class DemoUpstream: @unchecked Sendable {  // the listen fd is fixe
                     offset += used
                     switch event {
                     case nil: return true
-                    case .head(let h)?: head = h; bodyBytes = 0
+                    case .head(let h)?:
+                        head = h; bodyBytes = 0
+                        // Answers before reading the body (tests: an upstream that answers early).
+                        if h.path == "/early" { respond(c, h, 0) }
                     case .body(_, let count)?: bodyBytes += count
                     case .end?:
                         guard let h = head else { return false }
-                        respond(c, h, bodyBytes)
+                        if h.path != "/early" { respond(c, h, bodyBytes) }
                         if !h.keepAlive { return false }
                         // A keep-alive answer, then the upstream's own idle close (tests).
                         if h.path == "/hangup" { usleep(50_000); return false }

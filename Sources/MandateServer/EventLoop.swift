@@ -335,7 +335,11 @@ final class EventLoop: @unchecked Sendable {
     }
 
     func attach(_ exchange: UpstreamExchange) -> Bool {
-        curl_multi_add_handle(multi, exchange.easy) == CURLM_OK
+        if curl_multi_add_handle(multi, exchange.easy) == CURLM_OK { return true }
+        exchange.detached = true
+        exchange.releaseHeaders()
+        curl_easy_cleanup(exchange.easy)
+        return false
     }
 
     /// Removes the transfer from the multi handle (also for a client that went away mid-transfer).

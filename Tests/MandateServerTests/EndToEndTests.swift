@@ -454,6 +454,21 @@ extension String {
         #expect(second.contains("\"path\":\"/next\""))
     }
 
+    /// An upstream that answers before the request body is in: the connection cannot be reused
+    /// (the rest of the body is unframed for the next request), and the answer must say so.
+    @Test func saysCloseWhenTheUpstreamAnswersBeforeTheBody() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("POST /early HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n")
+        let head = c.read(until: "\r\n\r\n")
+        c.send(String(repeating: "a", count: 5000))
+        let rest = c.readUntilClosed()
+        _ = f.shutdown()
+        #expect(head.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(head.contains("Connection: close\r\n"))
+        #expect(rest != nil, "the connection was not closed")
+    }
+
     @Test func servesPipelinedRequestsInOrder() throws {
         let f = try Fixture()
         let c = Client(port: f.port)
