@@ -156,6 +156,15 @@ extension String {
     }
 }
 
+/// `first` went out keep-alive, and the same connection then answered `GET /next`.
+func expectKeptAlive(_ first: String, then second: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"), sourceLocation: sourceLocation)
+    #expect(!first.contains("Connection: close"), sourceLocation: sourceLocation)
+    #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)",
+            sourceLocation: sourceLocation)
+    #expect(second.contains("\"path\":\"/next\""), sourceLocation: sourceLocation)
+}
+
 @Suite(.serialized) struct EndToEndTests {
     @Test func forwardsRequestAndRelaysResponse() throws {
         let f = try Fixture()
@@ -407,11 +416,8 @@ extension String {
         c.send("GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         let second = c.readToEnd()
         _ = f.shutdown()
-        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
         #expect(first.contains("\"body_bytes\":1000"))
-        #expect(!first.contains("Connection: close"))
-        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)")
-        #expect(second.contains("\"path\":\"/next\""))
+        expectKeptAlive(first, then: second)
     }
 
     /// A HEAD request's body is never sent upstream (curl's NOBODY): it was queued all the same, so
@@ -430,10 +436,7 @@ extension String {
         c.send("GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         let second = c.readToEnd()
         _ = f.shutdown()
-        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
-        #expect(!first.contains("Connection: close"))
-        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)")
-        #expect(second.contains("\"path\":\"/next\""))
+        expectKeptAlive(first, then: second)
         #expect(second.contains("\"method\":\"GET\""))
     }
 
@@ -448,10 +451,7 @@ extension String {
         c.send(String(repeating: "a", count: 5000) + "GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         let second = c.readToEnd()
         _ = f.shutdown()
-        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
-        #expect(!first.contains("Connection: close"))
-        #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "the keep-alive connection was closed: \(second)")
-        #expect(second.contains("\"path\":\"/next\""))
+        expectKeptAlive(first, then: second)
     }
 
     /// An upstream that answers before the request body is in: the connection cannot be reused
