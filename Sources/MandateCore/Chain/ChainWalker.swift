@@ -64,7 +64,7 @@ public struct ChainWalker: Sendable {
             if let r = ChainRules.rootIsPrincipal(t, principals: rules.principals) { return r }
         }
         // The key comes from the issuer's DID, never from the token (RFC 8725 §3.10).
-        let resolved: (key: VerificationKey, methodID: String)
+        let resolved: DIDCache.Resolved
         switch dids.resolve(t.issuer) {
         case .success(let r): resolved = r
         case .failure(let e): return Reason("iss is not a resolvable DID (\(e.description))")
@@ -73,13 +73,13 @@ public struct ChainWalker: Sendable {
         guard sameBytes(t.keyID, resolved.methodID) else {
             return Reason("kid is not the issuer's verification method")
         }
-        if let parent = links.last, resolved.key.thumbprint != parent.confirmedKeyThumbprint {
+        if let parent = links.last, resolved.thumbprint != parent.confirmedKeyThumbprint {
             return Reason("signing key is not the key the parent delegated to (cnf.jkt)")
         }
         // The delegate is who holds the confirmed key: otherwise any agent could name itself
         // anyone in `sub`, the identity routes and the upstream trust.
         switch dids.resolve(t.subject) {
-        case .success(let s) where s.key.thumbprint == t.confirmedKeyThumbprint: break
+        case .success(let s) where s.thumbprint == t.confirmedKeyThumbprint: break
         case .success: return Reason("cnf.jkt is not the thumbprint of the key of sub")
         case .failure(let e): return Reason("sub is not a resolvable DID (\(e.description))")
         }

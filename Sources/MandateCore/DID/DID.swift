@@ -89,10 +89,17 @@ public enum DID {
     }
 }
 
-/// A bounded memo of resolved DIDs: P-256 decompression and curve checks are costly.
-/// Memory: about 200 bytes per entry plus the DID text.
+/// A bounded memo of resolved DIDs: P-256 decompression and curve checks are costly, and so is
+/// the key's thumbprint, which every link compares. Memory: about 250 bytes per entry plus the DID text.
 public final class DIDCache: Sendable {
-    private let entries: Mutex<[String: (key: VerificationKey, methodID: String)]>
+    public struct Resolved: Sendable {
+        public let key: VerificationKey
+        public let methodID: String
+        /// RFC 7638, made once.
+        public let thumbprint: String
+    }
+
+    private let entries: Mutex<[String: Resolved]>
     private let capacity: Int
 
     public init(capacity: Int = 10_000) {
@@ -100,15 +107,17 @@ public final class DIDCache: Sendable {
         entries = Mutex([:])
     }
 
-    public func resolve(_ did: String) -> Result<(key: VerificationKey, methodID: String), DID.Refusal> {
+    public func resolve(_ did: String) -> Result<Resolved, DID.Refusal> {
         if let hit = entries.withLock({ $0[did] }) { return .success(hit) }
-        let r = DID.resolve(did)
-        if case .success(let v) = r {
+        switch DID.resolve(did) {
+        case .failure(let e): return .failure(e)
+        case .success(let v):
+            let r = Resolved(key: v.key, methodID: v.methodID, thumbprint: v.key.thumbprint)
             entries.withLock {
                 if $0.count >= capacity { $0.removeAll(keepingCapacity: true) }
-                $0[did] = v
+                $0[did] = r
             }
+            return .success(r)
         }
-        return r
     }
 }
