@@ -36,6 +36,32 @@ public enum Ed25519 {
         return pk
     }
 
+    /// A signing key expanded once (libsodium's 64-byte secret key, derived from the seed here, so
+    /// it always matches): for signing many messages without a scalar multiplication each.
+    public final class Signer: @unchecked Sendable {  // immutable after init
+        private let sk: UnsafeMutablePointer<UInt8>
+
+        public init(seed: [UInt8]) {
+            precondition(seed.count == 32)
+            sk = .allocate(capacity: 64)
+            var pk = [UInt8](repeating: 0, count: 32)
+            _ = crypto_sign_seed_keypair(&pk, sk, seed)
+        }
+
+        deinit {
+            sodium_memzero(sk, 64)
+            sk.deallocate()
+        }
+
+        public func sign(_ message: some Collection<UInt8>) -> [UInt8] {
+            var sig = [UInt8](repeating: 0, count: 64)
+            withBytes(message) { msg in
+                _ = crypto_sign_detached(&sig, nil, msg.baseAddress, UInt64(msg.count), sk)
+            }
+            return sig
+        }
+    }
+
     public static func sign(message: some Collection<UInt8>, seed: [UInt8]) -> [UInt8] {
         precondition(seed.count == 32)
         var pk = [UInt8](repeating: 0, count: 32)

@@ -45,6 +45,9 @@ import MandateCrypto
         let parts = try v.text("jws").split(separator: ".")
         let input = Array(parts[0].utf8) + [UInt8(ascii: ".")] + Array(parts[1].utf8)
         #expect(Base64URL.encode(signing.sign(input)) == String(parts[2]))
+        // The expanded signer (the load generator's) signs the same bytes.
+        guard case .ed25519(let seed, _) = signing else { Issue.record("not an Ed25519 key"); return }
+        #expect(Base64URL.encode(Ed25519.Signer(seed: seed).sign(input)) == String(parts[2]))
     }
 
     @Test func rfc8037DIDKeyIsTheDIDOfThatKey() throws {
