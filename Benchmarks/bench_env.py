@@ -3,6 +3,7 @@
 Everything listens on 127.0.0.1 only, every process started here is stopped by its pid, and every
 wait has a deadline.
 """
+import atexit
 import json
 import os
 import shutil
@@ -245,7 +246,11 @@ def machine():
 
 
 def workdir():
-    return tempfile.mkdtemp(prefix="mandate-bench-")
+    """A scratch folder for configs, keys and per-run JSON, removed at exit (MANDATE_BENCH_KEEP=1 keeps it)."""
+    d = tempfile.mkdtemp(prefix="mandate-bench-")
+    if os.environ.get("MANDATE_BENCH_KEEP") != "1":
+        atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def write_json(path, obj):

@@ -85,7 +85,9 @@ enum UpstreamCommand {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
             throw CLIError(message: "--listen takes HOST:PORT", status: 2)
         }
-        print("demo upstream on http://\(listen)")
-        try demoUpstream(host: String(listen[..<colon]), port: port).run()
+        let upstream = try demoUpstream(host: String(listen[..<colon]), port: port)
+        var err = StandardError()
+        print("mandate: demo upstream listening on http://\(listen)", to: &err)
+        upstream.run()
     }
 }

@@ -1,20 +1,32 @@
 import MandateCore
 import MandateHTTP
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `mandate explain`: run the whole verification offline on a request described by flags and
 /// print the decision, as the proxy would make it now. For operators debugging a refusal.
 enum Explain {
     static func run(_ args: [String]) throws -> Int32 {
-        let o = try Options(args, valued: ["--config", "-X", "-H"])
+        let o = try Options(args, valued: ["--config", "-X", "-H", "--headers"])
         let config = try Serve.load(try o.required("--config"))
         let verifier: Verifier
         do { verifier = try Verifier(config: config) } catch { throw CLIError(message: error.text) }
         guard o.positional.count == 1 else { throw CLIError(message: "explain needs a path like /invoices/1", status: 2) }
         var headers = [HTTPHeader("Host", "explain")]
-        for h in o.values["-H"] ?? [] {
-            guard let colon = h.firstIndex(of: ":") else { throw CLIError(message: "-H takes 'Name: value'", status: 2) }
-            headers.append(HTTPHeader(String(h[..<colon]), String(h[h.index(after: colon)...]).trimmingCharacters(in: " ")))
+        func field(_ h: Substring, _ origin: String) throws -> HTTPHeader {
+            guard let colon = h.firstIndex(of: ":") else { throw CLIError(message: "\(origin): takes 'Name: value'", status: 2) }
+            return HTTPHeader(String(h[..<colon]), String(h[h.index(after: colon)...]).trimmingCharacters(in: " "))
         }
+        // --headers FILE (or - for stdin): "Name: value" lines, as `mandate request --print-headers` writes them.
+        if let path = o.one("--headers") {
+            let text = path == "-" ? readStandardInput() : try Files.readText(path)
+            for (i, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated()
+            where !String(line).trimmingCharacters(in: " \t").isEmpty {
+                headers.append(try field(line, "\(path):\(i + 1)"))
+            }
+        }
+        for h in o.values["-H"] ?? [] { headers.append(try field(h[...], "-H")) }
         let head = HTTPRequestHead(method: o.one("-X") ?? "GET", target: o.positional[0], headers: headers)
         switch verifier.admit(head, peer: "127.0.0.1", requestID: "explain", now: unixNow()) {
         case .forward(let plan):
@@ -26,4 +38,15 @@ enum Explain {
             return 1
         }
     }
+}
+
+func readStandardInput() -> String {
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        bytes += buf[0 ..< n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

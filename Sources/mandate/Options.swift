@@ -85,3 +85,6 @@ func parseDuration(_ s: String) throws -> Int64 {
 }
 
 func unixNow() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+/// "1 route", "4 routes".
+func counted(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }

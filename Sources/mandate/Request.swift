@@ -8,7 +8,7 @@ import Glibc
 /// A curl-like client that signs every request with a fresh DPoP proof.
 enum Request {
     static func run(_ args: [String]) throws -> Int32 {
-        let o = try Options(args, valued: ["-X", "-H", "-d", "--key", "--chain"], flags: ["-i"])
+        let o = try Options(args, valued: ["-X", "-H", "-d", "--key", "--chain"], flags: ["-i", "--print-headers"])
         guard o.positional.count == 1, let url = o.positional.first else {
             throw CLIError(message: "request needs exactly one URL", status: 2)
         }
@@ -30,6 +30,10 @@ enum Request {
         for h in o.values["-H"] ?? [] {
             guard let colon = h.firstIndex(of: ":") else { throw CLIError(message: "-H takes 'Name: value'", status: 2) }
             headers.append(HTTPHeader(String(h[..<colon]), String(h[h.index(after: colon)...]).trimmingCharacters(in: " ")))
+        }
+        if o.flags.contains("--print-headers") {  // the signed request's fields, not sent (for explain, curl)
+            for h in headers { print("\(h.name): \(h.value)") }
+            return 0
         }
         let showHeaders = o.flags.contains("-i")
         do {

@@ -11,7 +11,7 @@ enum Serve {
         if config.principals.isEmpty { print("\(path): warning: no principal is enrolled, so every request is refused", to: &err) }
         if config.routes.isEmpty { print("\(path): warning: no route, so every request is refused", to: &err) }
         if o.flags.contains("--check") {
-            print("\(path): ok (\(config.principals.count) principals, \(config.routes.count) routes)")
+            print("\(path): ok (\(counted(config.principals.count, "principal")), \(counted(config.routes.count, "route")))")
             return
         }
         try serve(config: config, gate: verifier, configPath: path)

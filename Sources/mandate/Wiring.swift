@@ -32,7 +32,7 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
                 let next = try Serve.load(configPath)
                 let verifier = try reloadable.verifier.successor(config: next, now: unixNow())
                 reloadable.replace(with: verifier)
-                print("mandate: reloaded \(configPath) (\(next.principals.count) principals, \(next.routes.count) routes)",
+                print("mandate: reloaded \(configPath) (\(counted(next.principals.count, "principal")), \(counted(next.routes.count, "route")))",
                       to: &err)
                 let pending = restartOnlyChanges(config, next)
                 if !pending.isEmpty {

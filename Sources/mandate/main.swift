@@ -17,10 +17,10 @@ usage: mandate <command> [options]       (mandate --version)
   delegate --key FILE --to DID [--to-jkt JKT] --scope "..." --ttl DURATION
            [--parent TOKEN|@FILE] [--aud AUD] [--max-depth N]
                                             sign a delegation; prints the token
-  explain  --config FILE [-X METHOD] [-H ...]... PATH
+  explain  --config FILE [-X METHOD] [-H ...]... [--headers FILE|-] PATH
                                             verify a request offline; print the decision
-  request  [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE] [-i]
-           --key FILE --chain FILE URL      send a request with a fresh DPoP proof
+  request  [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE] [-i] [--print-headers]
+           --key FILE --chain FILE URL      send a request with a fresh DPoP proof (exit 22 on 4xx/5xx)
   loadgen  URL [-c CONNS] [-d DURATION] [-R RATE] [-t THREADS] [--warmup D] [--json FILE]
            [--no-auth | --key FILE --chain FILE | --principal-key FILE [--identities N] [--alg A] [--scope S]]
            [--reuse-proof] [--write-identities DIR] [--minters N] [--origin ORIGIN] [-X METHOD] [-H ...]... [--body DATA|@FILE]

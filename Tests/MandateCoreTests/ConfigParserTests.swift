@@ -23,8 +23,12 @@ import MandateCrypto
         #expect(throws: ConfigError(file: "proxy.conf", line: 1, message: "missing required directive 'upstream'")) {
             try ConfigParser.parse("public_origin https://a.example;", file: "proxy.conf")
         }
-        #expect(throws: ConfigError(file: "proxy.conf", line: 2, message: "missing required directive 'public_origin'")) {
+        // Named at the file's last line: a final newline does not start another.
+        #expect(throws: ConfigError(file: "proxy.conf", line: 1, message: "missing required directive 'public_origin'")) {
             try ConfigParser.parse("upstream http://127.0.0.1:9000;\n", file: "proxy.conf")
+        }
+        #expect(throws: ConfigError(file: "proxy.conf", line: 2, message: "missing required directive 'public_origin'")) {
+            try ConfigParser.parse("upstream http://127.0.0.1:9000;\n# end", file: "proxy.conf")
         }
     }
 

@@ -141,3 +141,26 @@ def test_cli_chain_explained_offline(cli, tmp_path):
         args += ["-H", f"{k}: {v}"]
     r = mandate(*args, "/echo/x")
     assert r.stdout.startswith("forward /echo/x")
+
+
+def test_request_prints_headers_that_explain_reads(cli, tmp_path):
+    """`request --print-headers` signs without sending; `explain --headers -` takes its output."""
+    conf = tmp_path / "explain.conf"
+    conf.write_text(config_text(8080, 9000, {"Alice (CLI)": cli["alice"]}, "off"))
+    d = cli["dir"]
+    printed = mandate("request", "--print-headers", "--key", str(d / "agent-b.jwk"), "--chain", str(d / "chain-b.txt"),
+                      "http://127.0.0.1:8080/echo/x").stdout
+    names = [line.split(":", 1)[0] for line in printed.splitlines()]
+    assert names == ["Authorization", "DPoP", "Agent-Delegation"]
+    r = subprocess.run([MANDATE, "explain", "--config", str(conf), "--headers", "-", "/echo/x"], input=printed,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("forward /echo/x")
+    assert f"Mandate-Agent: {cli['b']}" in r.stdout
+    # A malformed line is named by file and line.
+    bad = tmp_path / "bad.txt"
+    bad.write_text(printed + "not a field\n")
+    r = subprocess.run([MANDATE, "explain", "--config", str(conf), "--headers", str(bad), "/echo/x"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert f"{bad}:4:" in r.stderr

@@ -16,7 +16,8 @@ public struct ConfigParser {
 
     public static func parse(_ text: String, file: String) throws(ConfigError) -> ProxyConfig {
         var p = ConfigParser(file: file)
-        p.lastLine = text.split(separator: "\n", omittingEmptySubsequences: false).count
+        // The file's last line (a final newline ends it, it does not start another).
+        p.lastLine = max(1, text.split(separator: "\n", omittingEmptySubsequences: false).count - (text.hasSuffix("\n") ? 1 : 0))
         var tokens = try p.tokenize(text)[...]
         let directives = try p.directives(&tokens, depth: 0, openedAt: nil)
         return try p.build(directives)
