@@ -27,6 +27,15 @@ usage: mandate <command> [options]       (mandate --version)
                                             load test: closed loop (-c), or open loop at RATE requests/s
 """
 
+/// One command's lines of `usage` (its first line starts with two spaces and its name).
+func commandUsage(_ command: String) -> String? {
+    let lines = usage.split(separator: "\n", omittingEmptySubsequences: false)
+    guard let start = lines.firstIndex(where: { $0.hasPrefix("  \(command) ") }) else { return nil }
+    var end = start + 1
+    while end < lines.count && lines[end].hasPrefix("   ") { end += 1 }  // continuation lines
+    return "usage: mandate " + lines[start ..< end].map { $0.dropFirst(2) }.joined(separator: "\n  ")
+}
+
 /// A CLI failure: printed as `mandate: message`, exit status 1 (2 for usage).
 struct CLIError: Error {
     var message: String
@@ -54,7 +63,7 @@ if command == "--version" || command == "version" {
     exit(0)
 }
 if args.contains("--help") || args.contains("-h") {
-    print(usage)
+    print(commandUsage(command) ?? usage)
     exit(0)
 }
 do {

@@ -164,3 +164,10 @@ def test_request_prints_headers_that_explain_reads(cli, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert f"{bad}:4:" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "request", "explain", "delegate", "loadgen"])
+def test_command_help_names_that_commands_options(command):
+    r = mandate(command, "--help")
+    assert r.stdout.startswith(f"usage: mandate {command} ")
+    assert "usage: mandate <command>" not in r.stdout
