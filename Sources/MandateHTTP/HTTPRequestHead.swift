@@ -51,6 +51,6 @@ public func asciiCaseInsensitiveEqual(_ a: UInt8, _ b: UInt8) -> Bool {
 }
 
 /// Field names compare case-insensitively (RFC 9110 §5.1); the lengths first, as most differ.
-@inline(__always) func fieldNameIs(_ a: String, _ b: String) -> Bool {
+@inline(__always) public func fieldNameIs(_ a: String, _ b: String) -> Bool {
     a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8, by: asciiCaseInsensitiveEqual)
 }

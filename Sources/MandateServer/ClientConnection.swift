@@ -208,7 +208,8 @@ final class ClientConnection {
     }
 
     private func onBody(_ bytes: UnsafeRawBufferPointer) {
-        guard let ex = exchange else { return }  // refused and draining, or upstream already done
+        // Refused, or a HEAD (curl never sends its body): read and dropped. Or upstream already done.
+        guard let ex = exchange, !lifecycle.discarding else { return }
         ex.appendBody(bytes)
         if ex.pendingBody >= loop.settings.inputHighWater { inputHeld = true }
     }

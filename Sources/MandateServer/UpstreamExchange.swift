@@ -106,9 +106,9 @@ final class UpstreamExchange {
         swap(&line, &connection.loop.headerLine)  // taken, not shared: no copy on write
         defer { swap(&line, &connection.loop.headerLine) }
         for h in plan.headers {
-            if Self.nameIs(h.name, "content-length") || Self.nameIs(h.name, "transfer-encoding")
-                || Self.nameIs(h.name, "expect") { continue }
-            if Self.nameIs(h.name, "accept") { hasAccept = true }
+            if fieldNameIs(h.name, "content-length") || fieldNameIs(h.name, "transfer-encoding")
+                || fieldNameIs(h.name, "expect") { continue }
+            if fieldNameIs(h.name, "accept") { hasAccept = true }
             // "Name;" is curl's spelling of a field with an empty value. One scratch line for all.
             line.removeAll(keepingCapacity: true)
             line.append(contentsOf: h.name.utf8)
@@ -126,10 +126,6 @@ final class UpstreamExchange {
 
     static let idempotent: Set<String> = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
 
-    private static func nameIs(_ name: String, _ lower: String) -> Bool {
-        name.utf8.count == lower.utf8.count && name.utf8.elementsEqual(lower.utf8, by: asciiCaseInsensitiveEqual)
-    }
-
     /// CR, LF or NUL anywhere.
     private static func mayBreakLine(_ s: String) -> Bool {
         var s = s
@@ -144,7 +140,6 @@ final class UpstreamExchange {
     // MARK: Request body, client → upstream
 
     func appendBody(_ bytes: UnsafeRawBufferPointer) {
-        if isHEAD { return }  // never sent (NOBODY): read and dropped, or it would hold input forever
         if bodyOffset > 64 << 10 { body.removeFirst(bodyOffset); bodyOffset = 0 }
         body.append(contentsOf: bytes)
         if sendPaused { unpause(send: true) }

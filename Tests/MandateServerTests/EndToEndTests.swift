@@ -20,6 +20,8 @@ struct TestGate: RequestGate {
             !["authorization", "connection", "keep-alive"].contains(h.name.lowercased())
         }
         headers.append(HTTPHeader("Mandate-Principal", "did:key:test"))
+        // A gate that let a line break into a value (the parser never would): it must not reach the upstream.
+        if head.path.hasPrefix("/inject") { headers.append(HTTPHeader("Mandate-Agent", "a\r\nX-Injected: 1")) }
         return .forward(ForwardPlan(target: head.target, headers: headers, facts: facts))
     }
 }
@@ -528,6 +530,18 @@ func expectKeptAlive(_ first: String, then second: String, sourceLocation: Sourc
         #expect(response.contains("HTTP/1.1 200 OK\r\n"))
         // HEAD: the length is relayed but no body follows.
         #expect(response.hasSuffix("\r\n\r\n"))
+    }
+
+    /// RFC 9110 §5.5: a field value with CR, LF or NUL could split into two lines upstream; such a
+    /// request is never sent.
+    @Test func neverSendsAFieldLineThatCouldSplit() throws {
+        let f = try Fixture()
+        let c = Client(port: f.port)
+        c.send("GET /inject HTTP/1.1\r\nHost: h\r\n\r\n")
+        let response = c.readToEnd()
+        _ = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+        #expect(!response.contains("x-injected"))
     }
 
     @Test func answersUnreachableUpstreamWith502() throws {
