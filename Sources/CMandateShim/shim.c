@@ -141,16 +141,6 @@ void mandate_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
     SHA256_Final(out, &c);
 }
 
-// MARK: TLS
-#include <openssl/ssl.h>
-int mandate_ssl_ctx_set_min_proto_version(mandate_ssl_ctx *ctx, int version) {
-    return (int)SSL_CTX_set_min_proto_version(ctx, version);
-}
-uint64_t mandate_ssl_hardened_options(void) {
-    return SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE;
-}
-int mandate_tls1_2_version(void) { return TLS1_2_VERSION; }
-
 // MARK: P-256
 static const uint8_t P256_ORDER[32] = {
     0xff,0xff,0xff,0xff,0x00,0x00,0x00,0x00,0xff,0xff,0xff,0xff,0xff,0xff,0xff,0xff,

@@ -11,7 +11,14 @@ final class ClientConnection {
     let fd: Int32
     let slot: Int
     let tag: UInt64
-    let peer: String
+    private(set) var peer: Peer
+    /// The TLS session, when the listener terminates TLS (non-blocking SSL_read/SSL_write on fd).
+    private let tls: OpaquePointer?
+    private var handshaking: Bool
+    private let verifyClient: ProxyConfig.TLS.ClientVerification
+    /// Why requests on this connection are refused whatever they carry (a client certificate
+    /// that did not verify, or none where one is required): nginx answers these with 400 too.
+    private var transportRefusal: String?
     private var parser: HTTPRequestParser
     private(set) var lifecycle: ConnectionLifecycle
     /// Input not yet parsed (pipelined requests, or body held back by upstream backpressure).
@@ -41,11 +48,18 @@ final class ClientConnection {
         var status = 0
     }
 
-    init(loop: EventLoop, fd: Int32, slot: Int, tag: UInt64, peer: String, now: Double) {
-        self.loop = loop; self.fd = fd; self.slot = slot; self.tag = tag; self.peer = peer
+    init(loop: EventLoop, fd: Int32, slot: Int, tag: UInt64, address: String,
+         tls: (OpaquePointer, ProxyConfig.TLS.ClientVerification)?, now: Double) {
+        self.loop = loop; self.fd = fd; self.slot = slot; self.tag = tag
+        peer = Peer(address: address, tls: tls != nil)
+        self.tls = tls?.0
+        handshaking = tls != nil
+        verifyClient = tls?.1 ?? .off
         parser = HTTPRequestParser(limits: loop.settings.limits)
         lifecycle = ConnectionLifecycle(now: now, headerTimeout: loop.settings.headerTimeout,
                                         idleTimeout: loop.settings.idleTimeout)
+        // The handshake and the first head share header_timeout (as nginx's client_header_timeout).
+        if handshaking { lifecycle.bytesReceived(now: now) }
         interest = (Epoll.input | Epoll.readHangup)
     }
 
@@ -56,6 +70,10 @@ final class ClientConnection {
 
     func handle(events: UInt32, now: Double) {
         if events & Epoll.error != 0 { close(now: now); return }
+        if handshaking {
+            continueHandshake(now: now)
+            if handshaking || closed { return }
+        }
         if events & Epoll.output != 0 {
             flush(now: now)
             if closed { return }
@@ -94,18 +112,18 @@ final class ClientConnection {
         var rounds = 0
         while !closed && wantsInput && rounds < 4 {
             rounds += 1
-            let n = Glibc.read(fd, loop.readBuffer.baseAddress, loop.readBuffer.count)
+            let n = receive()
             if n > 0 {
                 if lifecycle.phase == .closing { continue }  // lingering close: discard
                 lifecycle.bytesReceived(now: now)
                 let input = UnsafeRawBufferPointer(rebasing: loop.readBuffer[0 ..< n])
                 let used = drive(input, now: now)
                 if !closed && used < n { inbox.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[used...])) }
-                if n < loop.readBuffer.count { break }
-            } else if n == 0 {
-                close(now: now); return
+                // A short plain read emptied the socket; TLS returns a record at a time.
+                if n < loop.readBuffer.count && tls == nil { break }
+            } else if n == Self.wouldBlock {
+                break
             } else {
-                if errno == EAGAIN || errno == EINTR { break }
                 close(now: now); return
             }
         }
@@ -161,7 +179,13 @@ final class ClientConnection {
         clientMinorVersion = head.minorVersion
         lifecycle.headReceived(keepAlive: head.keepAlive, now: now)
         let id = loop.requestIDs.next()
-        let admission = loop.gate.admit(head, peer: peer, requestID: id, now: unixMillisNow() / 1000)
+        let admission: Admission
+        if let problem = transportRefusal {
+            lifecycle.mustClose()
+            admission = .refuse(Denial(.invalidRequest, problem), AuditFacts())
+        } else {
+            admission = loop.gate.admit(head, peer: peer, requestID: id, now: unixMillisNow() / 1000)
+        }
         let hasBody: Bool
         switch head.framing {
         case .none, .length(0): hasBody = false
@@ -253,6 +277,7 @@ final class ClientConnection {
 
     /// Header timeout (slowloris): 408, then close.
     func headerTimedOut(now: Double) {
+        if handshaking { close(now: now); return }  // no HTTP to answer in before the handshake
         let id = loop.requestIDs.next()
         record = Record(requestID: id, method: "-", path: "-", start: now, forwarded: false,
                         reason: Denial.Code.requestTimeout.rawValue, facts: AuditFacts())
@@ -308,7 +333,7 @@ final class ClientConnection {
         record = nil
         loop.log(AccessRecord(unixMillis: unixMillisNow(), requestID: r.requestID, method: r.method, path: r.path,
                               status: r.status, forwarded: r.forwarded, reason: r.reason, facts: r.facts,
-                              latencyMillis: (monotonicNow() - r.start) * 1000, peer: peer))
+                              latencyMillis: (monotonicNow() - r.start) * 1000, peer: peer.address))
     }
 
     // MARK: Upstream response (called from curl callbacks)
@@ -374,17 +399,125 @@ final class ClientConnection {
         }
     }
 
+    // MARK: Transport: the socket, or TLS over it
+
+    static let wouldBlock = -1
+
+    /// Into the loop's read buffer: bytes, 0 at the end of input, `wouldBlock`, or -2 (failed).
+    private func receive() -> Int {
+        guard let tls else {
+            while true {
+                let n = Glibc.read(fd, loop.readBuffer.baseAddress, loop.readBuffer.count)
+                if n >= 0 { return n }
+                if errno == EINTR { continue }
+                return errno == EAGAIN ? Self.wouldBlock : -2
+            }
+        }
+        let n = Int(mandate_tls_read(tls, loop.readBuffer.baseAddress, Int32(loop.readBuffer.count)))
+        switch n {
+        case Int(MANDATE_TLS_WANT_READ), Int(MANDATE_TLS_WANT_WRITE): return Self.wouldBlock
+        case Int(MANDATE_TLS_FAILED): return -2
+        default: return n
+        }
+    }
+
+    /// Bytes taken, `wouldBlock`, or -2 (failed).
+    private func transmit(_ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+        guard let tls else {
+            while true {
+                let n = send(fd, bytes, count, Int32(MANDATE_MSG_NOSIGNAL))
+                if n > 0 { return n }
+                if n < 0 && errno == EINTR { continue }
+                return n < 0 && errno == EAGAIN ? Self.wouldBlock : -2
+            }
+        }
+        // SSL_write is retried with the same bytes after WANT_WRITE (the outbox only grows).
+        let n = Int(mandate_tls_write(tls, bytes, Int32(min(count, 1 << 30))))
+        switch n {
+        case Int(MANDATE_TLS_WANT_READ), Int(MANDATE_TLS_WANT_WRITE): return Self.wouldBlock
+        case let n where n > 0: return n
+        default: return -2
+        }
+    }
+
+    private func continueHandshake(now: Double) {
+        guard let tls else { return }
+        if !handshakeStarted {
+            // A TLS record starts with 0x16 (handshake); a letter is plain HTTP to the TLS port.
+            var first: UInt8 = 0
+            let n = recv(fd, &first, 1, Int32(MANDATE_MSG_PEEK))
+            if n == 1 && first >= UInt8(ascii: "A") && first <= UInt8(ascii: "Z") { refusePlainHTTP(now: now); return }
+            if n == 1 { handshakeStarted = true }
+        }
+        var want = Epoll.readHangup
+        switch Int(mandate_tls_handshake(tls)) {
+        case 1:
+            handshaking = false
+            establish(tls)
+            interest = 0  // recomputed below
+            updateInterest()
+            readAvailable(now: now)  // the first request may have come with the handshake's end
+            return
+        case MANDATE_TLS_WANT_READ: want |= Epoll.input
+        case MANDATE_TLS_WANT_WRITE: want |= Epoll.output
+        default: close(now: now); return  // not TLS, no shared protocol or suite, bad ALPN
+        }
+        if want != interest {
+            interest = want
+            _ = mandate_epoll_mod(loop.epfd, fd, want, tag)
+        }
+    }
+
+    private var handshakeStarted = false
+
+    /// As nginx: one plain-text 400 that says what happened, then close.
+    private func refusePlainHTTP(now: Double) {
+        let id = loop.requestIDs.next()
+        let denial = Denial(.invalidRequest, "plain HTTP was sent to a TLS port; use https://")
+        let body = denial.jsonBody(requestID: id)
+        var out: [UInt8] = []
+        HTTPResponseWriter.appendStatusLine(denial.status, to: &out)
+        HTTPResponseWriter.appendField("Content-Type", "application/json", to: &out)
+        HTTPResponseWriter.appendField("Content-Length", body.count, to: &out)
+        HTTPResponseWriter.appendField("Mandate-Request-Id", id, to: &out)
+        HTTPResponseWriter.appendField("Connection", "close", to: &out)
+        out.append(0x0D); out.append(0x0A)
+        out.append(contentsOf: body)
+        // Unread input at close would reset the connection and could lose the answer.
+        for _ in 0 ..< 4 where Glibc.read(fd, loop.readBuffer.baseAddress, loop.readBuffer.count) > 0 {}
+        _ = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MANDATE_MSG_NOSIGNAL)) }
+        Glibc.shutdown(fd, Int32(MANDATE_SHUT_WR))
+        loop.log(AccessRecord(unixMillis: unixMillisNow(), requestID: id, method: "-", path: "-", status: 400,
+                              forwarded: false, reason: denial.code.rawValue, facts: AuditFacts(), latencyMillis: 0,
+                              peer: peer.address))
+        close(now: now)
+    }
+
+    /// The handshake is done: what the client certificate, if any, proves.
+    private func establish(_ tls: OpaquePointer) {
+        guard verifyClient != .off else { return }
+        var sha = [UInt8](repeating: 0, count: 32), key = [UInt8](repeating: 0, count: 65)
+        var kind: Int32 = 0
+        var err = [CChar](repeating: 0, count: 256)
+        switch mandate_tls_peer(tls, &sha, &key, &kind, &err, err.count) {
+        case 1:
+            let raw = kind == 1 ? Array(key[0 ..< 32]) : kind == 2 ? key : []
+            peer.certificate = ClientCertificate(derSHA256: sha, publicKey: raw)
+        case 0:
+            if verifyClient == .required { transportRefusal = "this listener requires a client certificate" }
+        default:
+            transportRefusal = "the client certificate did not verify: \(String(cString: err))"
+        }
+    }
+
     // MARK: Output
 
     private func flush(now: Double) {
         guard !closed else { return }
         while outOffset < outbox.count {
-            let n = outbox.withUnsafeBytes { raw in
-                send(fd, raw.baseAddress! + outOffset, raw.count - outOffset, Int32(MANDATE_MSG_NOSIGNAL))
-            }
+            let n = outbox.withUnsafeBytes { raw in transmit(raw.baseAddress! + outOffset, raw.count - outOffset) }
             if n > 0 { outOffset += n; lifecycle.wrote(now: now); continue }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EAGAIN { break }
+            if n == Self.wouldBlock { break }
             broken = true
             if exchange == nil { close(now: now) }  // else curl aborts on its next callback
             return
@@ -394,6 +527,7 @@ final class ClientConnection {
             outOffset = 0
             if closeAfterFlush && exchange == nil && lifecycle.phase != .closing {
                 // Lingering close (RFC 9112 §9.6): stop writing, drain input briefly, then close.
+                if let tls { mandate_tls_close_notify(tls) }
                 Glibc.shutdown(fd, Int32(MANDATE_SHUT_WR))
                 lifecycle.beginClosing(now: now)
             }
@@ -430,6 +564,7 @@ final class ClientConnection {
             if record != nil && record!.status == 0 { record!.status = 499 }  // client went away (nginx's 499)
         }
         if record != nil { writeLog() }
+        if let tls { mandate_tls_free(tls) }
         Glibc.close(fd)
         loop.release(slot: slot)
     }

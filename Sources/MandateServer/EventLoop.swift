@@ -71,6 +71,8 @@ final class EventLoop: @unchecked Sendable {
     let epfd: Int32
     let wakeFD: Int32
     private(set) var listenFDs: [Int32]
+    /// By listen socket: its TLS listener, nil for plain HTTP.
+    private let listenTLS: [TLSListener?]
     private var connections: [ClientConnection?] = []
     private var generations: [UInt32] = []
     private var freeSlots: [Int] = []
@@ -96,8 +98,10 @@ final class EventLoop: @unchecked Sendable {
     /// Returns from epoll_wait (tests: a loop that never sleeps shows here).
     let wakeups = Atomic<Int>(0)
 
-    init(settings: LoopSettings, gate: any RequestGate, listenFDs: [Int32], logSink: AccessLogSink) throws {
-        self.settings = settings; self.gate = gate; self.listenFDs = listenFDs; self.logSink = logSink
+    init(settings: LoopSettings, gate: any RequestGate, listenFDs: [Int32], listenTLS: [TLSListener?],
+         logSink: AccessLogSink) throws {
+        self.settings = settings; self.gate = gate; self.listenFDs = listenFDs; self.listenTLS = listenTLS
+        self.logSink = logSink
         epfd = mandate_epoll_create()
         wakeFD = mandate_eventfd()
         guard epfd >= 0, wakeFD >= 0 else { throw ServerError("epoll/eventfd: errno \(errno)") }
@@ -177,7 +181,7 @@ final class EventLoop: @unchecked Sendable {
             if ev.events & Epoll.error != 0 { mask |= Curl.selectErr }
             curlEvent(Int32(truncatingIfNeeded: payload), mask)
         case EventTag.listen:
-            acceptConnections(listenFDs[Int(payload)], now)
+            acceptConnections(Int(payload), now)
         case EventTag.wake:
             var v: UInt64 = 0
             _ = Glibc.read(wakeFD, &v, 8)
@@ -200,7 +204,8 @@ final class EventLoop: @unchecked Sendable {
 
     // MARK: Connections
 
-    private func acceptConnections(_ lfd: Int32, _ now: Double) {
+    private func acceptConnections(_ index: Int, _ now: Double) {
+        let lfd = listenFDs[index]
         for _ in 0 ..< 64 {
             let fd = mandate_accept4(lfd, nil, nil)
             if fd < 0 { return }
@@ -209,6 +214,11 @@ final class EventLoop: @unchecked Sendable {
                 continue
             }
             _ = mandate_set_nodelay(fd)
+            var session: (OpaquePointer, ProxyConfig.TLS.ClientVerification)?
+            if let t = listenTLS[index] {
+                guard let s = t.session(fd: fd) else { close(fd); continue }
+                session = s
+            }
             // The number was free, so a parked curl socket with it is gone (see `curlSocket`).
             if Int(fd) < curlWatch.count { curlWatch[Int(fd)] = .none }
             let slot: Int
@@ -219,7 +229,7 @@ final class EventLoop: @unchecked Sendable {
             var name = [CChar](repeating: 0, count: 64)
             let peer = mandate_peer_name(fd, &name, 64) == 0
                 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "-"
-            let c = ClientConnection(loop: self, fd: fd, slot: slot, tag: tag, peer: peer, now: now)
+            let c = ClientConnection(loop: self, fd: fd, slot: slot, tag: tag, address: peer, tls: session, now: now)
             connections[slot] = c
             liveConnections += 1
             _ = mandate_epoll_add(epfd, fd, c.interest, tag)

@@ -9,8 +9,11 @@ import MandateCore
 /// Sockets are bound in `init`, so `boundPorts` is known (port 0 picks a free port) before `run()`.
 public final class ProxyServer: @unchecked Sendable {  // immutable after init; stop() only writes eventfds
     private let loops: [EventLoop]
+    /// By `config.listen` entry: its TLS listener (shared by the loops), nil for plain HTTP.
+    private let tlsListeners: [TLSListener?]
     /// The port each `config.listen` entry is bound to, in order.
     public let boundPorts: [Int]
+    private let configListen: [ProxyConfig.Listen]
 
     public convenience init(config: ProxyConfig, gate: any RequestGate) throws {
         try self.init(config: config, gate: gate, tune: { _ in })
@@ -23,6 +26,7 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         let fileLimit = Self.raiseFileLimit()
         let workers = config.workers > 0 ? config.workers : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         guard !config.listen.isEmpty else { throw ServerError("listen: no address configured") }
+        let tls = try config.listen.map { try $0.tls.map(TLSListener.init) }
 
         var ports = config.listen.map(\.port)
         var fds = [[Int32]](repeating: [], count: workers)
@@ -43,6 +47,7 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
             }
         }
         boundPorts = ports
+        configListen = config.listen
         // Upstream connections are capped per loop (transfers beyond wait in curl's queue), so
         // the rest of the descriptors can go to clients: idle keep-alive clients need none upstream.
         let budget = (fileLimit - 64) / workers
@@ -51,7 +56,8 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         settings.maxUpstreamConnections = upstreamCap
         tune(&settings)
         let sink = try AccessLogSink(destination: config.accessLog)
-        loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, logSink: sink) }
+        tlsListeners = tls
+        loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, listenTLS: tls, logSink: sink) }
     }
 
     /// Runs every loop; returns after `stop()`.
@@ -59,6 +65,28 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         let threads = loops.dropFirst().map { loop in startThread { loop.run() } }
         loops[0].run()
         for t in threads { pthread_join(t, nil) }
+    }
+
+    /// Loads every TLS listener's files once, as `serve` would (`serve --check`).
+    public static func checkTLS(_ config: ProxyConfig) throws {
+        for l in config.listen { if let t = l.tls { mandate_tls_ctx_free(try TLSListener.load(t)) } }
+    }
+
+    /// Loads each TLS listener's certificate, key and CA bundle again (SIGHUP), from `config`'s
+    /// listen entries at the same addresses. New connections get them; open ones keep theirs.
+    /// Returns one message per listener that failed (it keeps its running files).
+    public func reloadTLS(_ config: ProxyConfig) -> [String] {
+        var failures: [String] = []
+        for (i, t) in tlsListeners.enumerated() {
+            guard let t else { continue }
+            let old = t.settings
+            guard let next = config.listen.first(where: { $0.tls != nil && $0.host == configListen[i].host
+                                                           && $0.port == configListen[i].port })?.tls else { continue }
+            do { try t.reload(next) } catch {
+                failures.append("\(error) (keeping \(old.certificate))")
+            }
+        }
+        return failures
     }
 
     /// Times the loops returned from epoll_wait, in all.

@@ -28,7 +28,7 @@ enum Explain {
         }
         for h in o.values["-H"] ?? [] { headers.append(try field(h[...], "-H")) }
         let head = HTTPRequestHead(method: o.one("-X") ?? "GET", target: o.positional[0], headers: headers)
-        switch verifier.admit(head, peer: "127.0.0.1", requestID: "explain", now: unixNow()) {
+        switch verifier.admit(head, peer: Peer(address: "127.0.0.1"), requestID: "explain", now: unixNow()) {
         case .forward(let plan):
             print("forward \(plan.target)")
             for h in plan.headers { print("  \(h.name): \(h.value)") }

@@ -1,4 +1,5 @@
 import MandateCore
+import MandateServer
 
 enum Serve {
     static func run(_ args: [String]) throws {
@@ -11,6 +12,7 @@ enum Serve {
         if config.principals.isEmpty { print("\(path): warning: no principal is enrolled, so every request is refused", to: &err) }
         if config.routes.isEmpty { print("\(path): warning: no route, so every request is refused", to: &err) }
         if o.flags.contains("--check") {
+            do { try ProxyServer.checkTLS(config) } catch { throw CLIError(message: "\(error)") }
             print("\(path): ok (\(counted(config.principals.count, "principal")), \(counted(config.routes.count, "route")))")
             return
         }

@@ -11,7 +11,9 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
     let reloadable = ReloadableGate(gate)
     let server: ProxyServer
     do { server = try ProxyServer(config: config, gate: reloadable) } catch { throw CLIError(message: "\(error)") }
-    let listening = zip(config.listen, server.boundPorts).map { "\($0.host):\($1)" }.joined(separator: ", ")
+    let listening = zip(config.listen, server.boundPorts)
+        .map { "\($0.host):\($1)\($0.tls == nil ? "" : " (TLS\($0.tls!.verifyClient == .off ? "" : ", client certificates \($0.tls!.verifyClient.rawValue)"))")" }
+        .joined(separator: ", ")
     var err = StandardError()
     print("mandate: listening on \(listening), forwarding to \(config.upstream), public origin \(config.publicOrigin)",
           to: &err)
@@ -32,6 +34,7 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
                 let next = try Serve.load(configPath)
                 let verifier = try reloadable.verifier.successor(config: next, now: unixNow())
                 reloadable.replace(with: verifier)
+                for failure in server.reloadTLS(next) { print("mandate: reload: \(failure)", to: &err) }
                 print("mandate: reloaded \(configPath) (\(counted(next.principals.count, "principal")), \(counted(next.routes.count, "route")))",
                       to: &err)
                 let pending = restartOnlyChanges(config, next)
@@ -62,7 +65,10 @@ func demoUpstream(host: String, port: Int) throws -> DemoUpstream {
 /// Settings the running event loops were built with; a reload cannot change them.
 func restartOnlyChanges(_ a: ProxyConfig, _ b: ProxyConfig) -> [String] {
     var changed: [String] = []
-    if a.listen != b.listen { changed.append("listen") }
+    // Certificates and keys reload; which addresses listen, and whether with TLS, does not.
+    if a.listen.map({ "\($0.host):\($0.port) \($0.tls == nil)" }) != b.listen.map({ "\($0.host):\($0.port) \($0.tls == nil)" }) {
+        changed.append("listen")
+    }
     if a.workers != b.workers { changed.append("workers") }
     if a.upstream != b.upstream { changed.append("upstream") }
     if a.accessLog != b.accessLog { changed.append("access_log") }

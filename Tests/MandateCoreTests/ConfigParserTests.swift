@@ -251,4 +251,58 @@ import MandateCrypto
         let c = try parse("public_origin https://api.example;\nprincipal \(alice) { name a; }\nroute / { effect allow; }")
         #expect(throws: Never.self) { try Verifier(config: c) }
     }
+
+    // MARK: TLS listeners
+
+    @Test func parsesTLSListenerWithPathsRelativeToTheConfigFile() throws {
+        let text = """
+        listen 127.0.0.1:8443 tls {
+            certificate certs/server.pem;
+            key /etc/mandate/server.key;
+            client_ca agents-ca.pem;
+            verify_client required;
+        }
+        listen 127.0.0.1:8080;
+        public_origin https://api.example.com;
+        upstream http://127.0.0.1:9000;
+        """
+        let c = try ConfigParser.parse(text, file: "/srv/mandate/proxy.conf")
+        #expect(c.listen.count == 2)
+        #expect(c.listen[1].tls == nil)
+        let tls = try #require(c.listen[0].tls)
+        #expect(tls.certificate == "/srv/mandate/certs/server.pem")
+        #expect(tls.key == "/etc/mandate/server.key")
+        #expect(tls.clientCA == "/srv/mandate/agents-ca.pem")
+        #expect(tls.verifyClient == .required)
+        #expect(tls.origin == "/srv/mandate/proxy.conf:1")
+    }
+
+    @Test func clientCAAloneMeansOptionalClientCertificates() throws {
+        let c = try parse("listen 127.0.0.1:8443 tls { certificate a.pem; key a.key; client_ca ca.pem; }\npublic_origin https://a.example;")
+        #expect(c.listen[0].tls?.verifyClient == .optional)
+        let off = try parse("listen 127.0.0.1:8443 tls { certificate a.pem; key a.key; client_ca ca.pem; verify_client off; }\npublic_origin https://a.example;")
+        #expect(off.listen[0].tls?.verifyClient == .off)
+        #expect(off.listen[0].tls?.clientCA == nil)
+    }
+
+    @Test func tlsListenerErrorsNameTheLine() {
+        let https = "\npublic_origin https://a.example;"
+        let cases: [(String, Int, String)] = [
+            ("listen 127.0.0.1:8443 tls;" + https, 1, "listen … tls needs a block: tls { certificate FILE; key FILE; }"),
+            ("listen 127.0.0.1:8443 tls {\n certificate a.pem;\n}" + https, 1, "tls needs both certificate and key"),
+            ("listen 127.0.0.1:8443 tls {\n certificate a.pem;\n key k;\n key k;\n}" + https, 4, "'key' is duplicate in this tls block"),
+            ("listen 127.0.0.1:8443 tls {\n certificate a.pem; key k;\n ciphers ALL;\n}" + https, 3,
+             "unknown directive 'ciphers' in tls (certificate, key, client_ca, verify_client)"),
+            ("listen 127.0.0.1:8443 tls { certificate a; key k; verify_client required; }" + https, 1, "verify_client required needs client_ca"),
+            ("listen 127.0.0.1:8443 tls { certificate a; key k; client_ca c;\n verify_client maybe; }" + https, 2,
+             "verify_client is off, optional or required"),
+            ("listen 127.0.0.1:8443 ssl { certificate a; key k; }" + https, 1, "unknown listen parameter 'ssl' (tls?)"),
+            ("listen 127.0.0.1:8443 { certificate a; key k; }" + https, 1, "a listen block is for TLS: listen 127.0.0.1:8443 tls { … }"),
+            ("listen 127.0.0.1:8443 tls { certificate a; key k; }\npublic_origin http://a.example;", 1,
+             "listen 127.0.0.1:8443 terminates TLS but public_origin is http://a.example; use https://"),
+        ]
+        for (text, line, message) in cases {
+            #expect(throws: ConfigError(file: "proxy.conf", line: line, message: message), "\(text)") { try parse(text) }
+        }
+    }
 }

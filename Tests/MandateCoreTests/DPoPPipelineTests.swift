@@ -335,7 +335,7 @@ import MandateHTTP
         let v = try verifier(c)
         let h = head("GET", "/a/./b/../orders?x=%2F", leaf: c.leaf, ancestors: c.ancestors,
                      proof: proof(c.proofKey, "GET", "/a/orders", for: c.leaf))
-        guard case .forward(let plan) = v.admit(h, peer: "203.0.113.5", requestID: "r1", now: now) else {
+        guard case .forward(let plan) = v.admit(h, peer: Peer(address: "203.0.113.5"), requestID: "r1", now: now) else {
             Issue.record("expected the request to be forwarded")
             return
         }

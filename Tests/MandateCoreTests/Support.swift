@@ -97,6 +97,9 @@ struct Link {
     var iss: String
     var sub: String
     var jkt: String
+    /// When set, cnf holds x5t#S256 (RFC 8705) instead of jkt; `cnf` replaces both.
+    var x5t: String? = nil
+    var cnf: JSONObject? = nil
     var scope: String = "read write"
     var iat: JSONValue = .integer(now - 10)
     var exp: JSONValue = .integer(now + 3600)
@@ -123,7 +126,7 @@ struct Link {
         header += extraHeader
         var claims: [(String, JSONValue)] = [
             ("iss", .string(iss)), ("sub", .string(sub)),
-            ("cnf", .object(JSONObject(members: [("jkt", .string(jkt))]))),
+            ("cnf", .object(cnf ?? JSONObject(members: [x5t.map { ("x5t#S256", .string($0)) } ?? ("jkt", .string(jkt))]))),
             ("scope", .string(scope)), ("iat", iat), ("exp", exp), ("jti", .string(jti)),
         ]
         if let nbf { claims.append(("nbf", nbf)) }

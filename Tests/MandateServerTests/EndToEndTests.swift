@@ -6,7 +6,7 @@ import MandateHTTP
 
 /// Forwards everything except `/deny…`; drops Authorization and Connection, adds a principal header.
 struct TestGate: RequestGate {
-    func admit(_ head: HTTPRequestHead, peer: String, requestID: String, now: Int64) -> Admission {
+    func admit(_ head: HTTPRequestHead, peer: Peer, requestID: String, now: Int64) -> Admission {
         let facts = AuditFacts(principal: "did:key:test", agent: "agent-1", chain: ["did:key:test", "agent-1"], route: "all")
         if head.path.hasPrefix("/busy") {
             var d = Denial(.temporarilyUnavailable, "replay cache is full; retry shortly")

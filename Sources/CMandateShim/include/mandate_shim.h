@@ -32,7 +32,7 @@ enum {
     MANDATE_EPOLLHUP = 0x010, MANDATE_EPOLLRDHUP = 0x2000, MANDATE_EPOLLET = (int)(1u << 31)
 };
 // Which clang module owns <sys/socket.h> varies between builds; this one is always ours.
-enum { MANDATE_MSG_NOSIGNAL = MSG_NOSIGNAL, MANDATE_SHUT_WR = SHUT_WR, MANDATE_SHUT_RDWR = SHUT_RDWR };
+enum { MANDATE_MSG_NOSIGNAL = MSG_NOSIGNAL, MANDATE_MSG_PEEK = MSG_PEEK, MANDATE_SHUT_WR = SHUT_WR, MANDATE_SHUT_RDWR = SHUT_RDWR };
 int mandate_epoll_create(void);
 int mandate_epoll_add(int ep, int fd, uint32_t events, uint64_t data);
 int mandate_epoll_mod(int ep, int fd, uint32_t events, uint64_t data);
@@ -52,12 +52,34 @@ int mandate_peer_name(int fd, char *out, size_t outlen);
 int mandate_local_port(int fd);
 int mandate_set_blocking(int fd);
 
-// MARK: OpenSSL TLS (function-like macros)
-typedef struct ssl_ctx_st mandate_ssl_ctx;
-int mandate_ssl_ctx_set_min_proto_version(mandate_ssl_ctx *ctx, int version);
-// SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE
-uint64_t mandate_ssl_hardened_options(void);
-int mandate_tls1_2_version(void);
+// MARK: TLS termination (tls.c): OpenSSL's macros and callbacks kept out of Swift
+typedef struct ssl_ctx_st mandate_tls_ctx;
+typedef struct ssl_st mandate_tls;
+enum { MANDATE_VERIFY_OFF = 0, MANDATE_VERIFY_OPTIONAL = 1, MANDATE_VERIFY_REQUIRED = 2 };
+// A server context: TLS 1.2 and 1.3, forward-secret AEAD suites, ALPN http/1.1, no renegotiation,
+// no compression. ca may be NULL (no client certificates). NULL on failure, with err filled.
+mandate_tls_ctx *mandate_tls_ctx_new(const char *cert, const char *key, const char *ca, int verify,
+                                     char *err, size_t errlen);
+void mandate_tls_ctx_free(mandate_tls_ctx *ctx);
+mandate_tls *mandate_tls_new(mandate_tls_ctx *ctx, int fd);
+void mandate_tls_free(mandate_tls *t);
+// Results: > 0 bytes (or 1: handshake done); 0 the peer closed; these below:
+enum { MANDATE_TLS_WANT_READ = -1, MANDATE_TLS_WANT_WRITE = -2, MANDATE_TLS_FAILED = -3 };
+int mandate_tls_handshake(mandate_tls *t);
+int mandate_tls_read(mandate_tls *t, void *buf, int len);
+int mandate_tls_write(mandate_tls *t, const void *buf, int len);
+// Sends close_notify once; does not wait for the peer's.
+void mandate_tls_close_notify(mandate_tls *t);
+// The last error on this thread as text (ERR queue), cleared.
+void mandate_tls_error(char *out, size_t outlen);
+// The negotiated protocol ("TLSv1.3") and ALPN (empty when none).
+const char *mandate_tls_version(mandate_tls *t);
+int mandate_tls_alpn(mandate_tls *t, char *out, size_t outlen);
+// The client certificate: 0 none presented; 1 presented and verified against the CA bundle;
+// -1 presented and not verified (reason in err). sha256 = SHA-256 of its DER (RFC 8705 §3.1).
+// key_kind 1: Ed25519 (32 bytes in key), 2: P-256 (65-byte uncompressed point), 0: other.
+int mandate_tls_peer(mandate_tls *t, uint8_t sha256[32], uint8_t key[65], int *key_kind,
+                     char *err, size_t errlen);
 
 // MARK: SHA-256 without OpenSSL 3's per-call algorithm fetch (SHA extensions where present)
 void mandate_sha256(const uint8_t *data, size_t len, uint8_t out[32]);

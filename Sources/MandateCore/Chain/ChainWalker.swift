@@ -39,11 +39,16 @@ public struct ChainWalker: Sendable {
             links.append(link)
         }
         let leaf = links[links.count - 1]
+        // A certificate-bound leaf names no key; the agent's key is its sub's (resolved above).
+        guard let agentKey = leaf.confirmedKeyThumbprint ?? (try? dids.resolve(leaf.subject).get())?.thumbprint else {
+            return .failure(Denial(.invalidToken, "sub is not a resolvable DID"))
+        }
         return .success(VerifiedChain(
             principal: links[0].issuer, agent: leaf.subject, dids: [links[0].issuer] + links.map(\.subject),
-            scopes: leaf.scopes, proofKeyThumbprint: leaf.confirmedKeyThumbprint,
+            scopes: leaf.scopes, proofKeyThumbprint: agentKey,
             notBefore: links.map { max($0.notBefore ?? $0.issuedAt, $0.issuedAt) }.max()!,
-            expiresAt: links.map(\.expiresAt).min()!, ancestry: ancestry))
+            expiresAt: links.map(\.expiresAt).min()!, ancestry: ancestry,
+            certificateThumbprint: leaf.certificateThumbprint))
     }
 
     static func place(_ i: Int, _ n: Int) -> String {
@@ -55,6 +60,9 @@ public struct ChainWalker: Sendable {
         if let r = ChainRules.validity(t, now: now, skew: rules.clockSkew, maxLifetime: rules.maxLifetime) { return r }
         if let r = ChainRules.audience(t, expected: rules.audience) { return r }
         if let parent = links.last {
+            if parent.certificateThumbprint != nil {
+                return Reason("its parent is bound to a client certificate (cnf x5t#S256) and cannot delegate further")
+            }
             if let r = ChainRules.issuerIsParentSubject(t, parent) { return r }
             if let r = ChainRules.parentHash(t, parent) { return r }
             if let r = ChainRules.scopeNarrows(t, parent) { return r }
@@ -79,7 +87,7 @@ public struct ChainWalker: Sendable {
         // The delegate is who holds the confirmed key: otherwise any agent could name itself
         // anyone in `sub`, the identity routes and the upstream trust.
         switch dids.resolve(t.subject) {
-        case .success(let s) where s.thumbprint == t.confirmedKeyThumbprint: break
+        case .success(let s) where t.confirmedKeyThumbprint == nil || s.thumbprint == t.confirmedKeyThumbprint: break
         case .success: return Reason("cnf.jkt is not the thumbprint of the key of sub")
         case .failure(let e): return Reason("sub is not a resolvable DID (\(e.description))")
         }

@@ -11,8 +11,11 @@ public struct VerifiedChain: Sendable, Equatable {
     /// `dids` joined by "," and `scopes` by " ", made once per verified chain (headers and logs).
     public let chainText: String
     public let scopeText: String
-    /// The leaf's cnf.jkt: the DPoP key must have this thumbprint.
+    /// The agent's key: the leaf's cnf.jkt (the DPoP key must have this thumbprint), or for a
+    /// certificate-bound leaf the key of its sub (the client certificate's key must be this one).
     public var proofKeyThumbprint: String
+    /// The leaf's cnf x5t#S256: the request must come over a client certificate with this SHA-256.
+    public var certificateThumbprint: String?
     /// The chain is valid while `notBefore ≤ now < expiresAt` (skew applied by the checker).
     public var notBefore: Int64
     public var expiresAt: Int64
@@ -20,7 +23,8 @@ public struct VerifiedChain: Sendable, Equatable {
     public var ancestry: [UInt8]
 
     public init(principal: String, agent: String, dids: [String], scopes: [String], proofKeyThumbprint: String,
-                notBefore: Int64, expiresAt: Int64, ancestry: [UInt8]) {
+                notBefore: Int64, expiresAt: Int64, ancestry: [UInt8], certificateThumbprint: String? = nil) {
+        self.certificateThumbprint = certificateThumbprint
         self.principal = principal; self.agent = agent; self.dids = dids; self.scopes = scopes
         chainText = dids.joined(separator: ","); scopeText = scopes.joined(separator: " ")
         self.proofKeyThumbprint = proofKeyThumbprint; self.notBefore = notBefore; self.expiresAt = expiresAt

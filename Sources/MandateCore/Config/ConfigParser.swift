@@ -110,11 +110,11 @@ public struct ConfigParser {
                 if let first = seen[d.name] { throw error(d.line, "'\(d.name)' is duplicate (first at line \(first))") }
                 seen[d.name] = d.line
             }
-            if d.block != nil && d.name != "principal" && d.name != "route" {
+            if d.block != nil && d.name != "principal" && d.name != "route" && d.name != "listen" {
                 throw error(d.line, "'\(d.name)' does not take a block")
             }
             switch d.name {
-            case "listen": listens.append(try listen(one(d)))
+            case "listen": listens.append(try listen(d))
             case "workers":
                 let v = try one(d)
                 c.workers = v.text == "auto" ? 0 : try int(v, 1...256)
@@ -160,6 +160,12 @@ public struct ConfigParser {
             }
         }
         if !listens.isEmpty { c.listen = listens }
+        // RFC 9449 §4.3: agents sign htu with the scheme they used; a TLS listener behind an
+        // http:// public origin would refuse every proof signed for https.
+        if let tls = c.listen.first(where: { $0.tls != nil }), !c.publicOrigin.lowercased().hasPrefix("https://"),
+           let d = directives.first(where: { $0.name == "listen" && $0.args.count == 2 }) {
+            throw error(d.line, "listen \(tls.host):\(tls.port) terminates TLS but public_origin is \(c.publicOrigin); use https://")
+        }
         let dids = c.principals.map(\.did)
         if let dup = dids.first(where: { d in dids.filter { $0 == d }.count > 1 }) {
             throw error(directives.first { $0.name == "principal" && $0.args.first?.text == dup }!.line,
@@ -220,7 +226,53 @@ public struct ConfigParser {
         return v * factor
     }
 
-    func listen(_ t: Token) throws(ConfigError) -> ProxyConfig.Listen {
+    /// `listen ADDR;` or `listen ADDR tls { certificate F; key F; [client_ca F;] [verify_client …;] }`.
+    func listen(_ d: Directive) throws(ConfigError) -> ProxyConfig.Listen {
+        guard let first = d.args.first, d.args.count <= 2 else {
+            throw error(d.line, "listen takes an address, then optionally tls and a block")
+        }
+        var l = try address(first)
+        guard d.args.count == 2 else {
+            if d.block != nil { throw error(d.line, "a listen block is for TLS: listen \(first.text) tls { … }") }
+            return l
+        }
+        guard d.args[1].text == "tls" else { throw error(d.args[1].line, "unknown listen parameter '\(d.args[1].text)' (tls?)") }
+        guard let block = d.block else {
+            throw error(d.line, "listen … tls needs a block: tls { certificate FILE; key FILE; }")
+        }
+        var cert: String?, key: String?, ca: String?, verify: ProxyConfig.TLS.ClientVerification?
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in this tls block") }
+            switch b.name {
+            case "certificate": cert = resolvePath(try one(b).text)
+            case "key": key = resolvePath(try one(b).text)
+            case "client_ca": ca = resolvePath(try one(b).text)
+            case "verify_client":
+                let v = try one(b)
+                guard let m = ProxyConfig.TLS.ClientVerification(rawValue: v.text) else {
+                    throw error(v.line, "verify_client is off, optional or required")
+                }
+                verify = m
+            default: throw error(b.line, "unknown directive '\(b.name)' in tls (certificate, key, client_ca, verify_client)")
+            }
+        }
+        guard let cert, let key else { throw error(d.line, "tls needs both certificate and key") }
+        if let v = verify, v != .off, ca == nil { throw error(d.line, "verify_client \(v.rawValue) needs client_ca") }
+        // A CA bundle means client certificates are wanted; whether they are required is explicit.
+        let mode = verify ?? (ca == nil ? .off : .optional)
+        l.tls = ProxyConfig.TLS(certificate: cert, key: key, clientCA: mode == .off ? nil : ca, verifyClient: mode,
+                                origin: "\(file):\(d.line)")
+        return l
+    }
+
+    /// Relative to the config file's folder, as a reader of the file would take it.
+    func resolvePath(_ path: String) -> String {
+        guard !path.hasPrefix("/"), let slash = file.lastIndex(of: "/") else { return path }
+        return String(file[...slash]) + path
+    }
+
+    func address(_ t: Token) throws(ConfigError) -> ProxyConfig.Listen {
         var host = "0.0.0.0", portText = t.text
         if t.text.hasPrefix("[") {
             guard let close = t.text.firstIndex(of: "]"), t.text[t.text.index(after: close)...].hasPrefix(":") else {

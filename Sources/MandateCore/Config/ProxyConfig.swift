@@ -3,7 +3,27 @@ public struct ProxyConfig: Sendable {
     public struct Listen: Sendable, Equatable {
         public var host: String
         public var port: Int
-        public init(host: String, port: Int) { self.host = host; self.port = port }
+        /// TLS termination on this address (`listen ADDR tls { … }`); nil for plain HTTP.
+        public var tls: TLS?
+        public init(host: String, port: Int, tls: TLS? = nil) { self.host = host; self.port = port; self.tls = tls }
+    }
+
+    /// `listen ADDR tls { certificate F; key F; client_ca F; verify_client off|optional|required; }`
+    public struct TLS: Sendable, Equatable {
+        /// nginx's `ssl_verify_client`: ask for a client certificate, and whether one is required.
+        public enum ClientVerification: String, Sendable { case off, optional, required }
+        /// PEM files, made absolute against the config file's folder.
+        public var certificate: String
+        public var key: String
+        public var clientCA: String?
+        public var verifyClient: ClientVerification
+        /// `file:line` of the listen directive, for messages.
+        public var origin: String
+        public init(certificate: String, key: String, clientCA: String? = nil, verifyClient: ClientVerification = .off,
+                    origin: String = "") {
+            self.certificate = certificate; self.key = key; self.clientCA = clientCA; self.verifyClient = verifyClient
+            self.origin = origin
+        }
     }
 
     public struct Principal: Sendable, Equatable {

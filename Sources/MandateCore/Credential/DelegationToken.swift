@@ -5,8 +5,11 @@ public struct DelegationToken: Sendable {
     public let issuer: String
     public let subject: String
     public let keyID: String
-    /// RFC 7800 §3.1 with the RFC 7638 thumbprint of the delegate's proof key.
-    public let confirmedKeyThumbprint: String
+    /// `cnf` holds exactly one of these. `jkt` (RFC 7800 §3.1, RFC 7638): the thumbprint of the
+    /// delegate's proof key. `x5t#S256` (RFC 8705 §3.1): the SHA-256 of the client certificate
+    /// the leaf is bound to; possession is then proven by the TLS handshake.
+    public let confirmedKeyThumbprint: String?
+    public let certificateThumbprint: String?
     public let scopes: [String]
     public let issuedAt: Int64
     public let expiresAt: Int64
@@ -34,9 +37,18 @@ public struct DelegationToken: Sendable {
         }
         guard let iss = c["iss"]?.string, DID.isWellFormed(iss) else { return .failure(Reason("iss must be a DID")) }
         guard let sub = c["sub"]?.string, DID.isWellFormed(sub) else { return .failure(Reason("sub must be a DID")) }
-        guard let jkt = c["cnf"]?.object?["jkt"]?.string, jkt.utf8.count == 43,
-              Base64URL.decode(jkt.utf8)?.count == 32 else {
-            return .failure(Reason("cnf.jkt must be a SHA-256 JWK thumbprint"))
+        guard let cnf = c["cnf"]?.object else { return .failure(Reason("cnf is required (jkt or x5t#S256)")) }
+        let jkt = cnf["jkt"], x5t = cnf["x5t#S256"]
+        guard (jkt == nil) != (x5t == nil) else {
+            return .failure(Reason("cnf must hold exactly one of jkt and x5t#S256"))
+        }
+        func sha256Text(_ v: JSONValue?) -> String? {
+            guard let t = v?.string, t.utf8.count == 43, Base64URL.decode(t.utf8)?.count == 32 else { return nil }
+            return t
+        }
+        if jkt != nil && sha256Text(jkt) == nil { return .failure(Reason("cnf.jkt must be a SHA-256 JWK thumbprint")) }
+        if x5t != nil && sha256Text(x5t) == nil {
+            return .failure(Reason("cnf.x5t#S256 must be a base64url SHA-256 certificate thumbprint"))
         }
         guard let scope = c["scope"]?.string else { return .failure(Reason("scope is required")) }
         guard let jti = c["jti"]?.string, !jti.isEmpty else { return .failure(Reason("jti is required")) }
@@ -78,7 +90,7 @@ public struct DelegationToken: Sendable {
         }
         let scopes = scope.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         return .success(DelegationToken(raw: raw, jws: jws, issuer: iss, subject: sub, keyID: kid,
-                                        confirmedKeyThumbprint: jkt, scopes: scopes, issuedAt: iat, expiresAt: exp,
+                                        confirmedKeyThumbprint: sha256Text(jkt), certificateThumbprint: sha256Text(x5t), scopes: scopes, issuedAt: iat, expiresAt: exp,
                                         notBefore: nbf, id: jti, audiences: aud, parentHash: prf, maxDepth: depth))
     }
 }

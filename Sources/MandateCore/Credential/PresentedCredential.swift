@@ -1,13 +1,18 @@
 import MandateHTTP
 
 /// The credential as the agent presents it:
-/// `Authorization: DPoP <leaf>`, `DPoP: <proof>`, `Agent-Delegation: <root>, …, <parent>`.
+/// `Authorization: DPoP <leaf>`, `DPoP: <proof>`, `Agent-Delegation: <root>, …, <parent>`;
+/// or, for a leaf bound to the client certificate (RFC 8705), `Authorization: Bearer <leaf>`
+/// over mutual TLS and no proof.
 public struct PresentedCredential: Sendable {
+    public enum Scheme: Sendable { case dpop, bearer }
+    public let scheme: Scheme
     public let leaf: ArraySlice<UInt8>
     /// Root first; empty when the leaf is itself the root.
     public let ancestors: [ArraySlice<UInt8>]
     /// The raw Agent-Delegation value, to tie a cached chain to exactly what was presented.
     public let ancestry: [UInt8]
+    /// Empty for the Bearer scheme.
     public let proof: ArraySlice<UInt8>
 
     public struct Limits: Sendable {
@@ -26,24 +31,31 @@ public struct PresentedCredential: Sendable {
             return .failure(Denial(a.elementsEqual("dpop".utf8, by: asciiCaseInsensitiveEqual) ? .invalidToken : .missingCredential,
                                    "Authorization must be 'DPoP <token>'"))
         }
-        let scheme = a[..<space]
-        // RFC 9110 §11.1: the scheme is case-insensitive. RFC 9449 §7.2: no Bearer downgrade.
-        guard scheme.elementsEqual("dpop".utf8, by: asciiCaseInsensitiveEqual) else {
-            if scheme.elementsEqual("bearer".utf8, by: asciiCaseInsensitiveEqual) {
-                return .failure(Denial(.invalidToken, "the Bearer scheme is not accepted; this resource requires DPoP"))
-            }
+        // RFC 9110 §11.1: the scheme is case-insensitive. Whether Bearer may be used is decided
+        // once the leaf is known (RFC 9449 §7.2: no downgrade of a DPoP-bound token).
+        let scheme: Scheme
+        if a[..<space].elementsEqual("dpop".utf8, by: asciiCaseInsensitiveEqual) {
+            scheme = .dpop
+        } else if a[..<space].elementsEqual("bearer".utf8, by: asciiCaseInsensitiveEqual) {
+            scheme = .bearer
+        } else {
             return .failure(Denial(.missingCredential, "unsupported authorization scheme; use DPoP"))
         }
         var start = space
         while start < a.endIndex, a[start] == UInt8(ascii: " ") { start += 1 }
         let leaf = a[start...]
-        guard !leaf.isEmpty else { return .failure(Denial(.invalidToken, "empty DPoP credential")) }
+        guard !leaf.isEmpty else { return .failure(Denial(.invalidToken, "empty credential")) }
         guard leaf.count <= limits.token else { return .failure(Denial(.invalidToken, "delegation token exceeds the size limit")) }
-        guard let proofText = head.value("DPoP") else {
-            return .failure(Denial(.invalidDPoPProof, "missing DPoP proof header"))
+        var proof: ArraySlice<UInt8> = []
+        switch (scheme, head.value("DPoP")) {
+        case (.dpop, nil): return .failure(Denial(.invalidDPoPProof, "missing DPoP proof header"))
+        case (.dpop, let text?):
+            proof = Array(text.utf8)[...]
+            guard proof.count <= limits.token else { return .failure(Denial(.invalidDPoPProof, "DPoP proof exceeds the size limit")) }
+        case (.bearer, _?):
+            return .failure(Denial(.invalidToken, "a DPoP proof was sent with the Bearer scheme; use Authorization: DPoP"))
+        case (.bearer, nil): break
         }
-        let proof = Array(proofText.utf8)[...]
-        guard proof.count <= limits.token else { return .failure(Denial(.invalidDPoPProof, "DPoP proof exceeds the size limit")) }
 
         var ancestors: [ArraySlice<UInt8>] = []
         var ancestry: [UInt8] = []
@@ -61,6 +73,6 @@ public struct PresentedCredential: Sendable {
                 ancestors.append(ancestry[lo..<hi])
             }
         }
-        return .success(PresentedCredential(leaf: leaf, ancestors: ancestors, ancestry: ancestry, proof: proof))
+        return .success(PresentedCredential(scheme: scheme, leaf: leaf, ancestors: ancestors, ancestry: ancestry, proof: proof))
     }
 }

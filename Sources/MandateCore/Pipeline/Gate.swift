@@ -2,8 +2,34 @@ import MandateHTTP
 
 /// What the server asks of the pipeline for each request head.
 public protocol RequestGate: Sendable {
-    /// `peer` is the TCP peer address (text form). `now` is Unix seconds.
-    func admit(_ head: HTTPRequestHead, peer: String, requestID: String, now: Int64) -> Admission
+    /// `now` is Unix seconds.
+    func admit(_ head: HTTPRequestHead, peer: Peer, requestID: String, now: Int64) -> Admission
+}
+
+/// The connection a request came over.
+public struct Peer: Sendable, Equatable {
+    /// The TCP peer address (text form).
+    public var address: String
+    /// The connection is TLS (X-Forwarded-Proto https).
+    public var tls: Bool
+    /// A client certificate that verified against the listener's CA bundle.
+    public var certificate: ClientCertificate?
+
+    public init(address: String, tls: Bool = false, certificate: ClientCertificate? = nil) {
+        self.address = address; self.tls = tls; self.certificate = certificate
+    }
+}
+
+/// What a request may be bound to in a verified client certificate (RFC 8705 §3).
+public struct ClientCertificate: Sendable, Equatable {
+    /// base64url(SHA-256(DER)): the `x5t#S256` a bound token names (RFC 8705 §3.1).
+    public var thumbprint: String
+    /// RFC 7638 thumbprint of its public key when that is Ed25519 or P-256.
+    public var keyThumbprint: String?
+
+    public init(thumbprint: String, keyThumbprint: String?) {
+        self.thumbprint = thumbprint; self.keyThumbprint = keyThumbprint
+    }
 }
 
 public enum Admission: Sendable {

@@ -13,7 +13,7 @@ public final class ReloadableGate: RequestGate {
 
     public func replace(with next: Verifier) { current.withLock { $0 = next } }
 
-    public func admit(_ head: HTTPRequestHead, peer: String, requestID: String, now: Int64) -> Admission {
+    public func admit(_ head: HTTPRequestHead, peer: Peer, requestID: String, now: Int64) -> Admission {
         verifier.admit(head, peer: peer, requestID: requestID, now: now)
     }
 }

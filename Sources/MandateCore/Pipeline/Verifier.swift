@@ -55,14 +55,15 @@ public final class Verifier: RequestGate {
         upstreamHeaders = UpstreamHeaders(trustedProxies: try TrustedProxies(config.trustedProxies))
     }
 
-    public func admit(_ head: HTTPRequestHead, peer: String, requestID: String, now: Int64) -> Admission {
-        switch verify(head, now: now) {
+    public func admit(_ head: HTTPRequestHead, peer: Peer, requestID: String, now: Int64) -> Admission {
+        switch verify(head, certificate: peer.certificate, now: now) {
         case .failure(let refusal):
             return .refuse(refusal.denial, refusal.facts)
         case .success(let v):
             var target = v.path
             if let q = head.query { target += "?" + q }
-            let headers = upstreamHeaders.rewrite(head, chain: v.chain, requestID: requestID, peer: peer)
+            let headers = upstreamHeaders.rewrite(head, chain: v.chain, requestID: requestID, peer: peer.address,
+                                                  scheme: peer.tls ? "https" : "http")
             return .forward(ForwardPlan(target: target, headers: headers, facts: v.facts))
         }
     }
@@ -84,7 +85,8 @@ public final class Verifier: RequestGate {
     }
 
     /// Every check, without building the upstream request (the benchmarks call this).
-    public func verify(_ head: HTTPRequestHead, now: Int64) -> Result<Verified, Refusal> {
+    /// `certificate`: the connection's verified client certificate, if any (RFC 8705).
+    public func verify(_ head: HTTPRequestHead, certificate: ClientCertificate? = nil, now: Int64) -> Result<Verified, Refusal> {
         func refuse(_ d: Denial, _ facts: AuditFacts = AuditFacts()) -> Result<Verified, Refusal> {
             .failure(Refusal(denial: d, facts: facts))
         }
@@ -100,20 +102,30 @@ public final class Verifier: RequestGate {
         case .success(let c): credential = c
         case .failure(let d): return refuse(d)
         }
-        // 2. Proof of possession, the checks that need only the request (RFC 9449 §4.3).
-        let proof: DPoPProof
-        switch DPoPProof.parse(credential.proof, limits: limits, headers: proofHeaders) {
-        case .success(let p): proof = p
-        case .failure(let r): return refuse(Denial(.invalidDPoPProof, r.text))
-        }
+        // 2. Proof of possession, the checks that need only the request: the DPoP proof
+        // (RFC 9449 §4.3), or a client certificate to bind a Bearer leaf to (RFC 8705 §3).
         let leafHash = SHA256.hash(credential.leaf)
-        let rawPath = head.path
-        let publicURI = publicOrigin + (sameBytes(String(rawPath), path) ? path : HTU.normalizePath(rawPath) ?? path)
-        if let r = DPoPRules.methodMatches(proof, method: head.method)
-            ?? DPoPRules.uriMatches(proof, publicURI: publicURI)
-            ?? DPoPRules.freshness(proof, now: now, maxAge: maxAge(forIssuedAt: proof.iat), futureSkew: config.dpopFutureSkew)
-            ?? DPoPRules.tokenHashMatches(proof, tokenHash: leafHash) {
-            return refuse(Denial(.invalidDPoPProof, r.text))
+        var proof: DPoPProof?
+        switch credential.scheme {
+        case .dpop:
+            let p: DPoPProof
+            switch DPoPProof.parse(credential.proof, limits: limits, headers: proofHeaders) {
+            case .success(let parsed): p = parsed
+            case .failure(let r): return refuse(Denial(.invalidDPoPProof, r.text))
+            }
+            let rawPath = head.path
+            let publicURI = publicOrigin + (sameBytes(String(rawPath), path) ? path : HTU.normalizePath(rawPath) ?? path)
+            if let r = DPoPRules.methodMatches(p, method: head.method)
+                ?? DPoPRules.uriMatches(p, publicURI: publicURI)
+                ?? DPoPRules.freshness(p, now: now, maxAge: maxAge(forIssuedAt: p.iat), futureSkew: config.dpopFutureSkew)
+                ?? DPoPRules.tokenHashMatches(p, tokenHash: leafHash) {
+                return refuse(Denial(.invalidDPoPProof, r.text))
+            }
+            proof = p
+        case .bearer:
+            guard certificate != nil else {
+                return refuse(Denial(.invalidToken, "the Bearer scheme is accepted only for a delegation bound to the client certificate, over mutual TLS; use DPoP"))
+            }
         }
         // 3. Walk the chain to the human principal, unless this exact chain was verified before.
         let key = ChainCache.Key(leafHash)
@@ -129,22 +141,29 @@ public final class Verifier: RequestGate {
             }
             chains.store(key, chain, now: now)
         }
-        // 4. The proof key is the one the leaf delegates to, and it signed this proof, once.
-        // Until the proof verifies, the chain is only claimed: its identities stay out of the log.
-        if let r = DPoPRules.keyIsBound(proof, jkt: chain.proofKeyThumbprint) {
-            return refuse(Denial(.invalidDPoPProof, r.text))
-        }
-        guard proof.verifySignature() else {
-            return refuse(Denial(.invalidDPoPProof, "DPoP proof signature does not verify"))
-        }
-        switch replay.claim(ReplayKey(thumbprint: proof.thumbprint, jti: proof.jti),
-                            expiresAt: proof.iat + config.dpopMaxAge + 1, now: now) {
-        case .fresh: break
-        case .replayed: return refuse(Denial(.invalidDPoPProof, "DPoP proof jti has already been used"))
-        case .full:
-            var d = Denial(.temporarilyUnavailable, "replay cache is full; retry shortly")
-            d.retryAfter = 1
-            return refuse(d)
+        // 4. The caller holds the agent's key. Until that is shown, the chain is only claimed:
+        // its identities stay out of the log.
+        if let proof {
+            if chain.certificateThumbprint != nil {
+                return refuse(Denial(.invalidToken, "the delegation is bound to a client certificate (cnf x5t#S256); present it with Authorization: Bearer over mutual TLS"))
+            }
+            if let r = DPoPRules.keyIsBound(proof, jkt: chain.proofKeyThumbprint) {
+                return refuse(Denial(.invalidDPoPProof, r.text))
+            }
+            guard proof.verifySignature() else {
+                return refuse(Denial(.invalidDPoPProof, "DPoP proof signature does not verify"))
+            }
+            switch replay.claim(ReplayKey(thumbprint: proof.thumbprint, jti: proof.jti),
+                                expiresAt: proof.iat + config.dpopMaxAge + 1, now: now) {
+            case .fresh: break
+            case .replayed: return refuse(Denial(.invalidDPoPProof, "DPoP proof jti has already been used"))
+            case .full:
+                var d = Denial(.temporarilyUnavailable, "replay cache is full; retry shortly")
+                d.retryAfter = 1
+                return refuse(d)
+            }
+        } else if let r = CertificateBinding.check(chain, certificate) {
+            return refuse(Denial(.invalidToken, r.text))
         }
         // 5. Policy, for a caller now proven to hold the chain.
         var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
