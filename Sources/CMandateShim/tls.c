@@ -7,6 +7,8 @@
 #include <openssl/core_names.h>
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
+#include <openssl/pem.h>
 
 void mandate_tls_error(char *out, size_t outlen) {
     unsigned long e = ERR_get_error();
@@ -136,16 +138,12 @@ int mandate_tls_alpn(mandate_tls *t, char *out, size_t outlen) {
     return (int)n;
 }
 
-int mandate_tls_peer(mandate_tls *t, uint8_t sha256[32], uint8_t key[65], int *key_kind,
-                     char *err, size_t errlen) {
+// SHA-256 of the DER and the public key (see mandate_tls_peer).
+static void describe(X509 *c, uint8_t sha256[32], uint8_t key[65], int *key_kind) {
     *key_kind = 0;
-    X509 *c = SSL_get0_peer_certificate(t);
-    if (!c) return 0;
     unsigned char *der = NULL;
     int n = i2d_X509(c, &der);
-    if (n <= 0) { ERR_clear_error(); snprintf(err, errlen, "unreadable certificate"); return -1; }
-    mandate_sha256(der, (size_t)n, sha256);
-    OPENSSL_free(der);
+    if (n > 0) { mandate_sha256(der, (size_t)n, sha256); OPENSSL_free(der); }
     EVP_PKEY *pk = X509_get0_pubkey(c);
     if (pk && EVP_PKEY_get_base_id(pk) == EVP_PKEY_ED25519) {
         size_t l = 32;
@@ -161,7 +159,27 @@ int mandate_tls_peer(mandate_tls *t, uint8_t sha256[32], uint8_t key[65], int *k
         }
     }
     ERR_clear_error();
+}
+
+int mandate_tls_peer(mandate_tls *t, uint8_t sha256[32], uint8_t key[65], int *key_kind,
+                     char *err, size_t errlen) {
+    *key_kind = 0;
+    X509 *c = SSL_get0_peer_certificate(t);
+    if (!c) return 0;
+    describe(c, sha256, key, key_kind);
     long v = SSL_get_verify_result(t);
     if (v != X509_V_OK) { snprintf(err, errlen, "%s", X509_verify_cert_error_string(v)); return -1; }
+    return 1;
+}
+
+int mandate_x509_file(const char *path, uint8_t sha256[32], uint8_t key[65], int *key_kind,
+                      char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) { snprintf(err, errlen, "%s", strerror(errno)); return 0; }
+    X509 *c = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!c) { mandate_tls_error(err, errlen); return 0; }
+    describe(c, sha256, key, key_kind);
+    X509_free(c);
     return 1;
 }

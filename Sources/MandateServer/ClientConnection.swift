@@ -501,8 +501,7 @@ final class ClientConnection {
         var err = [CChar](repeating: 0, count: 256)
         switch mandate_tls_peer(tls, &sha, &key, &kind, &err, err.count) {
         case 1:
-            let raw = kind == 1 ? Array(key[0 ..< 32]) : kind == 2 ? key : []
-            peer.certificate = ClientCertificate(derSHA256: sha, publicKey: raw)
+            peer.certificate = ClientCertificate(derSHA256: sha, publicKey: CertificateFile.rawKey(kind, key))
         case 0:
             if verifyClient == .required { transportRefusal = "this listener requires a client certificate" }
         default:

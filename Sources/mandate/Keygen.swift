@@ -1,5 +1,6 @@
 import FoundationEssentials
 import MandateCore
+import MandateServer
 
 enum Keygen {
     static func run(_ args: [String]) throws {
@@ -21,19 +22,36 @@ enum Keygen {
 enum Delegate {
     static func run(_ args: [String]) throws {
         let o = try Options(args, valued: ["--key", "--to", "--to-jkt", "--scope", "--ttl", "--parent", "--aud",
-                                           "--max-depth"])
+                                           "--max-depth", "--bind-cert"])
         let key = try Files.loadKey(try o.required("--key"))
-        let to = try o.required("--to")
-        guard DID.isWellFormed(to) else { throw CLIError(message: "--to must be a DID (did:key:… or did:jwk:…)", status: 2) }
-        let jkt: String
-        if let j = o.one("--to-jkt") {
-            jkt = j
-        } else {
-            // A did:key delegate's own key is its proof key unless told otherwise.
-            guard case .success(let r) = DID.resolve(to) else {
-                throw CLIError(message: "--to-jkt is required when --to is not a did:key or did:jwk", status: 2)
+        let jkt: String, to: String
+        var bound: String? = nil
+        if let certPath = o.one("--bind-cert") {
+            // RFC 8705: bound to the certificate; the delegate is whoever holds its key.
+            let cert: (certificate: ClientCertificate, did: String?)
+            do { cert = try CertificateFile.load(certPath) } catch { throw CLIError(message: "\(error)") }
+            guard o.one("--to-jkt") == nil else { throw CLIError(message: "--bind-cert and --to-jkt exclude each other", status: 2) }
+            guard let did = cert.did else {
+                throw CLIError(message: "\(certPath): the certificate's key is not Ed25519 or P-256, so it cannot be an agent's key")
             }
-            jkt = r.key.thumbprint
+            if let named = o.one("--to"), !sameDID(named, did) {
+                throw CLIError(message: "\(certPath): the certificate's key is \(did), not --to \(named); the proxy would refuse it")
+            }
+            to = did
+            jkt = ""
+            bound = cert.certificate.thumbprint
+        } else {
+            to = try o.required("--to")
+            guard DID.isWellFormed(to) else { throw CLIError(message: "--to must be a DID (did:key:… or did:jwk:…)", status: 2) }
+            if let j = o.one("--to-jkt") {
+                jkt = j
+            } else {
+                // A did:key delegate's own key is its proof key unless told otherwise.
+                guard case .success(let r) = DID.resolve(to) else {
+                    throw CLIError(message: "--to-jkt is required when --to is not a did:key or did:jwk", status: 2)
+                }
+                jkt = r.key.thumbprint
+            }
         }
         var parent: String? = nil
         if let p = o.one("--parent") {
@@ -60,7 +78,7 @@ enum Delegate {
                 print("mandate: warning: the parent delegates to \(p.subject), not to this key's DID", to: &err)
             }
         }
-        let token = Mint.delegation(key: key, to: to, jkt: jkt, scope: scope, issuedAt: unixNow(), ttl: ttl, parent: parent,
+        let token = Mint.delegation(key: key, to: to, jkt: jkt, certificate: bound, scope: scope, issuedAt: unixNow(), ttl: ttl, parent: parent,
                                     audience: o.one("--aud"), maxDepth: depth, jti: Mint.newID())
         print(token)
     }

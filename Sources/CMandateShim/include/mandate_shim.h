@@ -80,6 +80,9 @@ int mandate_tls_alpn(mandate_tls *t, char *out, size_t outlen);
 // key_kind 1: Ed25519 (32 bytes in key), 2: P-256 (65-byte uncompressed point), 0: other.
 int mandate_tls_peer(mandate_tls *t, uint8_t sha256[32], uint8_t key[65], int *key_kind,
                      char *err, size_t errlen);
+// The first certificate of a PEM file, described as above; 0 with err on failure.
+int mandate_x509_file(const char *path, uint8_t sha256[32], uint8_t key[65], int *key_kind,
+                      char *err, size_t errlen);
 
 // MARK: SHA-256 without OpenSSL 3's per-call algorithm fetch (SHA extensions where present)
 void mandate_sha256(const uint8_t *data, size_t len, uint8_t out[32]);

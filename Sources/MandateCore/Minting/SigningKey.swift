@@ -106,11 +106,15 @@ public enum SigningKey: Sendable {
 
 /// Mints delegation tokens and DPoP proofs in the format of docs/credentials.md.
 public enum Mint {
-    public static func delegation(key: SigningKey, to subject: String, jkt: String, scope: String, issuedAt: Int64,
-                                  ttl: Int64, parent: String?, audience: String?, maxDepth: Int?, jti: String) -> String {
+    /// `jkt` is the delegate's proof key thumbprint; with `certificate` (an x5t#S256, RFC 8705)
+    /// the delegation is bound to that client certificate instead.
+    public static func delegation(key: SigningKey, to subject: String, jkt: String, certificate: String? = nil, scope: String,
+                                  issuedAt: Int64, ttl: Int64, parent: String?, audience: String?, maxDepth: Int?,
+                                  jti: String) -> String {
+        let cnf = certificate.map { ("x5t#S256", JSONValue.string($0)) } ?? ("jkt", .string(jkt))
         var claims: [(String, JSONValue)] = [
             ("iss", .string(key.did)), ("sub", .string(subject)),
-            ("cnf", .object(JSONObject(members: [("jkt", .string(jkt))]))),
+            ("cnf", .object(JSONObject(members: [cnf]))),
             ("scope", .string(scope)), ("iat", .integer(issuedAt)), ("exp", .integer(issuedAt + ttl)), ("jti", .string(jti)),
         ]
         if let audience { claims.append(("aud", .string(audience))) }

@@ -22,9 +22,19 @@ public enum HTTPClient {
         var status = 0
     }
 
+    /// PEM files for https: the CA bundle to verify the server with, and a client certificate.
+    public struct TLSFiles: Sendable {
+        public var caFile: String?
+        public var certificate: String?
+        public var key: String?
+        public init(caFile: String? = nil, certificate: String? = nil, key: String? = nil) {
+            self.caFile = caFile; self.certificate = certificate; self.key = key
+        }
+    }
+
     /// `onBody`, when given, receives the body as it arrives (Server-Sent Events stay live).
     public static func perform(method: String, url: String, headers: [HTTPHeader], body: [UInt8]?,
-                               timeout: Double = 60, onHead: ((Int, [HTTPHeader]) -> Void)? = nil,
+                               timeout: Double = 60, tls: TLSFiles = TLSFiles(), onHead: ((Int, [HTTPHeader]) -> Void)? = nil,
                                onBody: ((ArraySlice<UInt8>) -> Void)? = nil) throws(Failure) -> Response {
         _ = globalInit
         guard let h = curl_easy_init() else { throw Failure(message: "curl_easy_init failed") }
@@ -45,6 +55,9 @@ public enum HTTPClient {
         _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_HTTPHEADER, list)
         _ = mandate_curl_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, Int(timeout * 1000))
         _ = mandate_curl_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+        if let f = tls.caFile { _ = f.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_CAINFO, $0) } }
+        if let f = tls.certificate { _ = f.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_SSLCERT, $0) } }
+        if let f = tls.key { _ = f.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_SSLKEY, $0) } }
         _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_HEADERDATA, ctx)
         _ = mandate_curl_easy_setopt_write(h, CURLOPT_HEADERFUNCTION) { ptr, size, n, ud in
             let sink = Unmanaged<Sink>.fromOpaque(ud!).takeUnretainedValue()
