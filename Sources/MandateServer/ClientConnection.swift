@@ -195,15 +195,14 @@ final class ClientConnection {
         case .refuse(let denial, let facts):
             record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: false,
                             reason: denial.code.rawValue, facts: facts)
-            // A small (or empty) body is read and dropped so the connection can be reused; a client
-            // waiting for 100 Continue will not send its body at all (RFC 9110 §10.1.1).
-            switch head.framing {
-            case .none: lifecycle.discardBody()
-            case .length(let n) where n <= loop.settings.maxDrain && head.keepAlive && !expectsContinue(head):
-                lifecycle.discardBody()
-            default: lifecycle.mustClose()
-            }
+            keepOrDiscardBody(head)
             respond(denial, requestID: id, isHEAD: head.method == "HEAD", now: now)
+        case .answer(let answer):
+            record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: false,
+                            reason: answer.denial?.code.rawValue, facts: AuditFacts())
+            keepOrDiscardBody(head)
+            writeLocal(answer.status, answer.headers, answer.denial?.jsonBody(requestID: id) ?? answer.body,
+                       requestID: id, isHEAD: head.method == "HEAD", now: now)
         case .forward(let plan):
             record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: true,
                             reason: nil, facts: plan.facts)
@@ -222,6 +221,17 @@ final class ClientConnection {
                 lifecycle.mustClose()
                 respond(Denial(.badGateway, "upstream unavailable"), requestID: id, isHEAD: false, now: now)
             }
+        }
+    }
+
+    /// A small (or empty) body of a request answered here is read and dropped so the connection
+    /// can be reused; a client waiting for 100 Continue will not send its body at all (RFC 9110 §10.1.1).
+    private func keepOrDiscardBody(_ head: HTTPRequestHead) {
+        switch head.framing {
+        case .none: lifecycle.discardBody()
+        case .length(let n) where n <= loop.settings.maxDrain && head.keepAlive && !expectsContinue(head):
+            lifecycle.discardBody()
+        default: lifecycle.mustClose()
         }
     }
 
@@ -292,14 +302,19 @@ final class ClientConnection {
         flush(now: now)
     }
 
-    /// A local answer: the Denial's status, JSON body and challenge.
+    /// A local answer: the Denial's status, JSON body and challenges.
     private func respond(_ denial: Denial, requestID: String, isHEAD: Bool, now: Double) {
-        let body = denial.jsonBody(requestID: requestID)
-        HTTPResponseWriter.appendStatusLine(denial.status, to: &outbox)
-        HTTPResponseWriter.appendField("Content-Type", "application/json", to: &outbox)
+        var fields = [HTTPHeader("Content-Type", "application/json")]
+        for challenge in denial.challenges { fields.append(HTTPHeader("WWW-Authenticate", challenge)) }
+        if let seconds = denial.retryAfter { fields.append(HTTPHeader("Retry-After", String(seconds))) }
+        writeLocal(denial.status, fields, denial.jsonBody(requestID: requestID), requestID: requestID, isHEAD: isHEAD, now: now)
+    }
+
+    private func writeLocal(_ status: Int, _ fields: [HTTPHeader], _ body: [UInt8], requestID: String, isHEAD: Bool,
+                            now: Double) {
+        HTTPResponseWriter.appendStatusLine(status, to: &outbox)
+        for f in fields { HTTPResponseWriter.appendField(f.name, f.value, to: &outbox) }
         HTTPResponseWriter.appendField("Content-Length", body.count, to: &outbox)
-        if let challenge = denial.wwwAuthenticate { HTTPResponseWriter.appendField("WWW-Authenticate", challenge, to: &outbox) }
-        if let seconds = denial.retryAfter { HTTPResponseWriter.appendField("Retry-After", seconds, to: &outbox) }
         HTTPResponseWriter.appendField("Mandate-Request-Id", requestID, to: &outbox)
         if !lifecycle.keepAlive {
             HTTPResponseWriter.appendField("Connection", "close", to: &outbox)
@@ -308,7 +323,7 @@ final class ClientConnection {
         }
         outbox.append(0x0D); outbox.append(0x0A)
         if !isHEAD { outbox.append(contentsOf: body) }
-        record?.status = denial.status
+        record?.status = status
         responseEnded(now: now)
     }
 

@@ -36,6 +36,10 @@ enum Explain {
         case .refuse(let d, _):
             print("refuse \(d.status) \(d.code.rawValue): \(d.description)")
             return 1
+        case .answer(let a):
+            print("answer \(a.status)")
+            print(String(decoding: a.body, as: UTF8.self), terminator: "")
+            return a.status < 400 ? 0 : 1
         }
     }
 }

@@ -62,3 +62,18 @@ import Testing
     #expect(d.status == 401)
     #expect(d.wwwAuthenticate == "DPoP algs=\"EdDSA ES256\"")
 }
+
+/// RFC 9728 §5.1 and RFC 9110 §11.6.1: each acceptable scheme's challenge names the metadata.
+@Test func challengesListEachAcceptableScheme() {
+    var d = Denial(.invalidDPoPProof, "stale", status: nil)
+    d.resourceMetadata = "https://api.example/.well-known/oauth-protected-resource"
+    #expect(d.challenges == [#"DPoP error="invalid_dpop_proof", error_description="stale", algs="EdDSA ES256", resource_metadata="https://api.example/.well-known/oauth-protected-resource""#])
+    d.acceptsBearer = true
+    // RFC 6750 has no invalid_dpop_proof: the Bearer challenge carries only the metadata.
+    #expect(d.challenges.last == #"Bearer resource_metadata="https://api.example/.well-known/oauth-protected-resource""#)
+    var s = Denial(.insufficientScope, "needs more", requiredScope: "a b")
+    s.acceptsBearer = true
+    #expect(s.challenges == [#"DPoP error="insufficient_scope", error_description="needs more", scope="a b", algs="EdDSA ES256""#,
+                             #"Bearer error="insufficient_scope", error_description="needs more", scope="a b""#])
+    #expect(Denial(.accessDenied, "no").challenges.isEmpty)
+}

@@ -283,8 +283,9 @@ def test_rejects_missing_authorization(transport, two):
     del h["Authorization"]
     o = transport.send("GET", "/echo/x", h)
     assert_refused(o, 401, "missing_credential")
-    if transport.name == "http":  # RFC 6750 §3.1: no error code when no credential was sent
-        assert o.www_authenticate == 'DPoP algs="EdDSA ES256"', o.www_authenticate
+    if transport.name == "http":  # RFC 6750 §3.1: no error code when no credential was sent; RFC 9728 §5.1
+        assert o.www_authenticate == (f'DPoP algs="EdDSA ES256", resource_metadata="{transport.origin}'
+                                      '/.well-known/oauth-protected-resource"'), o.www_authenticate
 
 
 def test_rejects_missing_dpop(transport, two):

@@ -27,6 +27,11 @@ public struct Denial: Error, Sendable, Equatable {
     public var requiredScope: String?
     /// Seconds, for a Retry-After field (RFC 9110 §10.2.3) on 503s.
     public var retryAfter: Int?
+    /// RFC 9728 §5.1: where a client finds how to authenticate, named in each challenge.
+    public var resourceMetadata: String?
+    /// The Bearer scheme is acceptable too (a certificate-bound leaf over this mutual TLS
+    /// connection): the refusal then carries its challenge as well.
+    public var acceptsBearer = false
 
     public init(_ code: Code, _ description: String, status: Int? = nil, requiredScope: String? = nil) {
         self.code = code
@@ -35,18 +40,36 @@ public struct Denial: Error, Sendable, Equatable {
         self.status = status ?? code.defaultStatus
     }
 
-    /// RFC 9449 §7.1 / RFC 6750 §3: the challenge for 401s and scope failures.
+    /// RFC 9449 §7.1 / RFC 6750 §3: the DPoP challenge for 401s and scope failures.
     public var wwwAuthenticate: String? {
+        let metadata = resourceMetadata.map { ", resource_metadata=\"\(Self.quotable($0))\"" } ?? ""
         switch code {
         case .missingCredential:
-            return "DPoP algs=\"EdDSA ES256\""
+            return "DPoP algs=\"EdDSA ES256\"" + metadata
         case .invalidToken, .invalidDPoPProof, .insufficientScope:
             var v = "DPoP error=\"\(code.rawValue)\", error_description=\"\(Self.quotable(description))\""
             if let s = requiredScope { v += ", scope=\"\(Self.quotable(s))\"" }
-            return v + ", algs=\"EdDSA ES256\""
+            return v + ", algs=\"EdDSA ES256\"" + metadata
         default:
             return nil
         }
+    }
+
+    /// Every acceptable scheme's challenge, one WWW-Authenticate field each (RFC 9110 §11.6.1).
+    public var challenges: [String] {
+        guard let dpop = wwwAuthenticate else { return [] }
+        guard acceptsBearer else { return [dpop] }
+        // RFC 6750 §3.1 has no invalid_dpop_proof: the Bearer challenge then carries no error.
+        var bearer = "Bearer"
+        var params: [String] = []
+        if code == .invalidToken || code == .insufficientScope {
+            params.append("error=\"\(code.rawValue)\"")
+            params.append("error_description=\"\(Self.quotable(description))\"")
+            if let s = requiredScope { params.append("scope=\"\(Self.quotable(s))\"") }
+        }
+        if let m = resourceMetadata { params.append("resource_metadata=\"\(Self.quotable(m))\"") }
+        if !params.isEmpty { bearer += " " + params.joined(separator: ", ") }
+        return [dpop, bearer]
     }
 
     /// `{error, error_description, request_id}`.

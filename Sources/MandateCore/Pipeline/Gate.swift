@@ -35,6 +35,20 @@ public struct ClientCertificate: Sendable, Equatable {
 public enum Admission: Sendable {
     case forward(ForwardPlan)
     case refuse(Denial, AuditFacts)
+    /// Answered by the proxy itself (the RFC 9728 metadata), without a credential.
+    case answer(LocalAnswer)
+}
+
+/// A response the proxy makes itself. Content-Length, Mandate-Request-Id and Connection are added.
+public struct LocalAnswer: Sendable, Equatable {
+    public var status: Int
+    public var headers: [HTTPHeader]
+    public var body: [UInt8]
+    /// When the answer is a refusal (its body is then rebuilt with the request id).
+    public var denial: Denial?
+    public init(status: Int, headers: [HTTPHeader], body: [UInt8], denial: Denial? = nil) {
+        self.status = status; self.headers = headers; self.body = body; self.denial = denial
+    }
 }
 
 /// Who the pipeline established, for the log line and the upstream headers.

@@ -14,6 +14,7 @@ public final class Verifier: RequestGate {
     /// Normalised `scheme://host[:port]` of public_origin.
     let publicOrigin: String
     let limits: CompactJWS.Limits
+    let metadata: ProtectedResourceMetadata
     let credentialLimits = PresentedCredential.Limits()
     /// Proofs issued before `until` may be in the replay store with a shorter retention than
     /// this configuration's: they are judged by the shorter `maxAge` (after a reload that raised
@@ -43,6 +44,7 @@ public final class Verifier: RequestGate {
         }
         self.config = config
         publicOrigin = origin
+        metadata = ProtectedResourceMetadata(config: config, resource: origin)
         limits = CompactJWS.Limits()
         walker = ChainWalker(rules: .init(principals: Set(config.principals.map(\.did)), audience: config.effectiveAudience,
                                           maxChainLength: config.maxChainLength, clockSkew: config.clockSkew,
@@ -56,6 +58,7 @@ public final class Verifier: RequestGate {
     }
 
     public func admit(_ head: HTTPRequestHead, peer: Peer, requestID: String, now: Int64) -> Admission {
+        if head.path.utf8.elementsEqual(ProtectedResourceMetadata.path.utf8) { return .answer(metadata.answer(method: head.method)) }
         switch verify(head, certificate: peer.certificate, now: now) {
         case .failure(let refusal):
             return .refuse(refusal.denial, refusal.facts)
@@ -88,7 +91,10 @@ public final class Verifier: RequestGate {
     /// `certificate`: the connection's verified client certificate, if any (RFC 8705).
     public func verify(_ head: HTTPRequestHead, certificate: ClientCertificate? = nil, now: Int64) -> Result<Verified, Refusal> {
         func refuse(_ d: Denial, _ facts: AuditFacts = AuditFacts()) -> Result<Verified, Refusal> {
-            .failure(Refusal(denial: d, facts: facts))
+            var d = d
+            d.resourceMetadata = metadata.url
+            d.acceptsBearer = certificate != nil
+            return .failure(Refusal(denial: d, facts: facts))
         }
         // The path policy decides on, and the upstream sees.
         let path: String
