@@ -262,3 +262,51 @@ int mandate_p256_sign(const uint8_t priv[32], const uint8_t *msg, size_t len, ui
     ECDSA_SIG_free(s);
     return ok;
 }
+
+// MARK: outbound fetches (did:web): refuse private destinations at connect time
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+// Loopback, private, link-local, CGNAT, multicast, reserved and unspecified: not the public
+// Internet. Checked on the address curl is about to connect to, so DNS cannot smuggle one in.
+static int private_v4(uint32_t a) {
+    return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 || (a >> 22) == (100u << 2 | 1)
+        || (a >> 16) == (169u << 8 | 254) || (a >> 20) == (172u << 4 | 1) || (a >> 8) == (192u << 16 | 0 << 8 | 0)
+        || (a >> 16) == (192u << 8 | 168) || (a >> 17) == (198u << 7 | 9) || (a >> 28) >= 14;
+}
+
+int mandate_is_private_address(const struct sockaddr *sa) {
+    if (sa->sa_family == AF_INET) {
+        return private_v4(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+    }
+    if (sa->sa_family == AF_INET6) {
+        const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0,0,0,0,0,0,0,0,0,0,0xff,0xff};
+        static const uint8_t nat64[12] = {0,0x64,0xff,0x9b,0,0,0,0,0,0,0,0};
+        if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0) {
+            return private_v4((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
+        }
+        int zero = 1;
+        for (int i = 0; i < 15; i++) if (b[i]) zero = 0;
+        if (zero && (b[15] == 0 || b[15] == 1)) return 1;          // :: and ::1
+        if ((b[0] & 0xfe) == 0xfc) return 1;                       // fc00::/7 unique local
+        if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return 1;       // fe80::/10 link-local
+        if (b[0] == 0xff) return 1;                                // multicast
+        if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) return 1;  // 2001:db8::/32
+        return 0;
+    }
+    return 1;
+}
+
+static curl_socket_t guarded_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
+    (void)purpose;
+    int allow_private = clientp != NULL;
+    if (!allow_private && mandate_is_private_address(&a->addr)) return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype, a->protocol);
+}
+
+CURLcode mandate_curl_guard_destinations(CURL *h, int allow_private) {
+    CURLcode rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, guarded_socket);
+    if (rc != CURLE_OK) return rc;
+    return curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, allow_private ? (void *)1 : NULL);
+}

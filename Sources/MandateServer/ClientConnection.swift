@@ -178,14 +178,49 @@ final class ClientConnection {
     private func onHead(_ head: HTTPRequestHead, now: Double) {
         clientMinorVersion = head.minorVersion
         lifecycle.headReceived(keepAlive: head.keepAlive, now: now)
-        let id = loop.requestIDs.next()
-        let admission: Admission
+        decide(head, requestID: loop.requestIDs.next(), start: now, now: now)
+    }
+
+    /// A request the gate could not decide yet (a DID being fetched): its head, asked again.
+    private var waiting: (head: HTTPRequestHead, requestID: String, start: Double)?
+    private var waits = 0
+
+    /// The loop calls this once the gate's wait is over: the same head is admitted again.
+    func readmit(now: Double) {
+        guard !closed, let w = waiting else { return }
+        waiting = nil
+        inputHeld = false
+        decide(w.head, requestID: w.requestID, start: w.start, now: now)
+        if closed { return }
+        if !inbox.isEmpty { loop.resumable.append(self) }  // the body, held back meanwhile
+        updateInterest()
+    }
+
+    private func decide(_ head: HTTPRequestHead, requestID id: String, start: Double, now: Double) {
+        var admission: Admission
         if let problem = transportRefusal {
             lifecycle.mustClose()
             admission = .refuse(Denial(.invalidRequest, problem), AuditFacts())
         } else {
             admission = loop.gate.admit(head, peer: peer, requestID: id, now: unixMillisNow() / 1000)
         }
+        if case .wait(let readiness) = admission {
+            waits += 1
+            if waits <= 4 {
+                // Hold the request, and read nothing more (its body waits in the socket).
+                waiting = (head, id, start)
+                inputHeld = true
+                record = Record(requestID: id, method: head.method, path: String(head.path), start: start, forwarded: false,
+                                reason: nil, facts: AuditFacts())
+                let loop = self.loop, tag = self.tag
+                readiness.whenReady { loop.post(tag) }
+                return
+            }
+            var d = Denial(.temporarilyUnavailable, "the chain's DIDs could not be resolved in time; retry shortly")
+            d.retryAfter = 1
+            admission = .refuse(d, AuditFacts())
+        }
+        waits = 0
         let hasBody: Bool
         switch head.framing {
         case .none, .length(0): hasBody = false
@@ -193,18 +228,18 @@ final class ClientConnection {
         }
         switch admission {
         case .refuse(let denial, let facts):
-            record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: false,
+            record = Record(requestID: id, method: head.method, path: String(head.path), start: start, forwarded: false,
                             reason: denial.code.rawValue, facts: facts)
             keepOrDiscardBody(head)
             respond(denial, requestID: id, isHEAD: head.method == "HEAD", now: now)
         case .answer(let answer):
-            record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: false,
+            record = Record(requestID: id, method: head.method, path: String(head.path), start: start, forwarded: false,
                             reason: answer.denial?.code.rawValue, facts: AuditFacts())
             keepOrDiscardBody(head)
             writeLocal(answer.status, answer.headers, answer.denial?.jsonBody(requestID: id) ?? answer.body,
                        requestID: id, isHEAD: head.method == "HEAD", now: now)
         case .forward(let plan):
-            record = Record(requestID: id, method: head.method, path: String(head.path), start: now, forwarded: true,
+            record = Record(requestID: id, method: head.method, path: String(head.path), start: start, forwarded: true,
                             reason: nil, facts: plan.facts)
             // RFC 9110 §10.1.1: the client waits for this before sending the body.
             if hasBody && expectsContinue(head) {
@@ -221,6 +256,8 @@ final class ClientConnection {
                 lifecycle.mustClose()
                 respond(Denial(.badGateway, "upstream unavailable"), requestID: id, isHEAD: false, now: now)
             }
+        case .wait:
+            break  // handled above
         }
     }
 

@@ -11,6 +11,7 @@ enum EventTag {
     static let wake: UInt64 = 2 << 56
     static let client: UInt64 = 3 << 56
     static let curl: UInt64 = 4 << 56
+    static let post: UInt64 = 5 << 56
     static let kindMask: UInt64 = 0xFF << 56
 }
 
@@ -70,6 +71,9 @@ final class EventLoop: @unchecked Sendable {
     let gate: any RequestGate
     let epfd: Int32
     let wakeFD: Int32
+    /// Other threads hand connections back here (`post`): their tags, then a write to `postFD`.
+    let postFD: Int32
+    private let posted = Mutex<[UInt64]>([])
     private(set) var listenFDs: [Int32]
     /// By listen socket: its TLS listener, nil for plain HTTP.
     private let listenTLS: [TLSListener?]
@@ -104,7 +108,8 @@ final class EventLoop: @unchecked Sendable {
         self.logSink = logSink
         epfd = mandate_epoll_create()
         wakeFD = mandate_eventfd()
-        guard epfd >= 0, wakeFD >= 0 else { throw ServerError("epoll/eventfd: errno \(errno)") }
+        postFD = mandate_eventfd()
+        guard epfd >= 0, wakeFD >= 0, postFD >= 0 else { throw ServerError("epoll/eventfd: errno \(errno)") }
         readBuffer = .allocate(byteCount: 64 << 10, alignment: 16)
         logBytes.reserveCapacity(16 << 10)
         logLine.reserveCapacity(512)
@@ -112,6 +117,7 @@ final class EventLoop: @unchecked Sendable {
             _ = mandate_epoll_add(epfd, fd, Epoll.input, EventTag.listen | UInt64(i))
         }
         _ = mandate_epoll_add(epfd, wakeFD, Epoll.input, EventTag.wake)
+        _ = mandate_epoll_add(epfd, postFD, Epoll.input, EventTag.post)
         multi = curl_multi_init()
         let me = Unmanaged.passUnretained(self).toOpaque()
         _ = mandate_curl_multi_setopt_socketfn(multi) { _, fd, what, userp, _ in
@@ -130,6 +136,13 @@ final class EventLoop: @unchecked Sendable {
 
     deinit {
         readBuffer.deallocate()
+    }
+
+    /// Thread-safe: the connection with this tag is to be admitted again (its wait is over).
+    func post(_ tag: UInt64) {
+        posted.withLock { $0.append(tag) }
+        var one: UInt64 = 1
+        _ = Glibc.write(postFD, &one, 8)
     }
 
     /// Thread-safe: asks the loop to stop.
@@ -182,6 +195,15 @@ final class EventLoop: @unchecked Sendable {
             curlEvent(Int32(truncatingIfNeeded: payload), mask)
         case EventTag.listen:
             acceptConnections(Int(payload), now)
+        case EventTag.post:
+            var v: UInt64 = 0
+            _ = Glibc.read(postFD, &v, 8)
+            for tag in posted.withLock({ p in defer { p = [] }; return p }) {
+                let slot = Int(tag & 0xFF_FFFF)
+                guard slot < connections.count, generations[slot] == UInt32(truncatingIfNeeded: (tag & ~EventTag.kindMask) >> 24),
+                      let c = connections[slot] else { continue }  // gone meanwhile
+                c.readmit(now: now)
+            }
         case EventTag.wake:
             var v: UInt64 = 0
             _ = Glibc.read(wakeFD, &v, 8)
@@ -199,7 +221,7 @@ final class EventLoop: @unchecked Sendable {
         easyPool = []
         curl_multi_cleanup(multi)
         if !logBytes.isEmpty { logSink.write(&logBytes) }
-        close(epfd); close(wakeFD)
+        close(epfd); close(wakeFD); close(postFD)
     }
 
     // MARK: Connections

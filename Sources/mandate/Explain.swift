@@ -1,4 +1,6 @@
+import Dispatch
 import MandateCore
+import MandateServer
 import MandateHTTP
 #if canImport(Glibc)
 import Glibc
@@ -11,7 +13,7 @@ enum Explain {
         let o = try Options(args, valued: ["--config", "-X", "-H", "--headers"])
         let config = try Serve.load(try o.required("--config"))
         let verifier: Verifier
-        do { verifier = try Verifier(config: config) } catch { throw CLIError(message: error.text) }
+        do { verifier = try Verifier(config: config, didWeb: CurlDIDWebFetcher.resolver(for: config)) } catch { throw CLIError(message: error.text) }
         guard o.positional.count == 1 else { throw CLIError(message: "explain needs a path like /invoices/1", status: 2) }
         var headers = [HTTPHeader("Host", "explain")]
         func field(_ h: Substring, _ origin: String) throws -> HTTPHeader {
@@ -28,13 +30,25 @@ enum Explain {
         }
         for h in o.values["-H"] ?? [] { headers.append(try field(h[...], "-H")) }
         let head = HTTPRequestHead(method: o.one("-X") ?? "GET", target: o.positional[0], headers: headers)
-        switch verifier.admit(head, peer: Peer(address: "127.0.0.1"), requestID: "explain", now: unixNow()) {
+        var admission = verifier.admit(head, peer: Peer(address: "127.0.0.1"), requestID: "explain", now: unixNow())
+        // A did:web document being fetched: wait for it, as the server does.
+        for _ in 0 ..< 4 {
+            guard case .wait(let r) = admission else { break }
+            let done = DispatchSemaphore(value: 0)
+            r.whenReady { done.signal() }
+            done.wait()
+            admission = verifier.admit(head, peer: Peer(address: "127.0.0.1"), requestID: "explain", now: unixNow())
+        }
+        switch admission {
         case .forward(let plan):
             print("forward \(plan.target)")
             for h in plan.headers { print("  \(h.name): \(h.value)") }
             return 0
         case .refuse(let d, _):
             print("refuse \(d.status) \(d.code.rawValue): \(d.description)")
+            return 1
+        case .wait:
+            print("refuse 503 temporarily_unavailable: the chain's DIDs could not be resolved")
             return 1
         case .answer(let a):
             print("answer \(a.status)")

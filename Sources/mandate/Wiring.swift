@@ -32,7 +32,9 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
             var err = StandardError()
             do {
                 let next = try Serve.load(configPath)
-                let verifier = try reloadable.verifier.successor(config: next, now: unixNow())
+                let running = reloadable.verifier
+                let web = next.didWeb == running.config.didWeb ? running.didWeb : CurlDIDWebFetcher.resolver(for: next)
+                let verifier = try running.successor(config: next, now: unixNow(), didWeb: web)
                 reloadable.replace(with: verifier)
                 for failure in server.reloadTLS(next) { print("mandate: reload: \(failure)", to: &err) }
                 print("mandate: reloaded \(configPath) (\(counted(next.principals.count, "principal")), \(counted(next.routes.count, "route")))",

@@ -34,7 +34,7 @@ import MandateHTTP
         let v = try verify(head(leaf: leaf(), proof: nil, scheme: "Bearer"), certificate).get()
         #expect(v.chain.agent == agent.did)
         #expect(v.chain.certificateThumbprint == Base64URL.encode(certHash))
-        #expect(v.chain.proofKeyThumbprint == agent.thumbprint)
+        #expect(v.chain.certificateKeys == [agent.thumbprint])
     }
 
     @Test func otherCertificateIsRefused() throws {

@@ -16,7 +16,7 @@ import MandateCrypto
     }
 
     func walk(_ tokens: [String], at t: Int64 = now, _ w: ChainWalker? = nil) -> Result<VerifiedChain, Denial> {
-        (w ?? walker()).walk(tokens.map(bytes), ancestry: [], now: t)
+        (w ?? walker()).walk(tokens.map(bytes), ancestry: [], now: t).result
     }
 
     func expectRefused(_ tokens: [String], _ text: String, at t: Int64 = now, _ w: ChainWalker? = nil,
@@ -72,7 +72,7 @@ import MandateCrypto
         let w = ChainWalker(rules: walker().rules, dids: DIDCache())
         var rules = w.rules
         rules.principals = [jwkDID]
-        #expect(ChainWalker(rules: rules, dids: DIDCache()).walk([bytes(root.token)], ancestry: [], now: now).succeeded)
+        #expect(ChainWalker(rules: rules, dids: DIDCache()).walk([bytes(root.token)], ancestry: [], now: now).result.succeeded)
     }
 
     // MARK: Root
@@ -130,7 +130,7 @@ import MandateCrypto
         let tokens = twoLinks { root, _ in
             root.jkt = other.thumbprint  // sub is still middle's DID
         }
-        expectRefused(tokens, "cnf.jkt is not the thumbprint of the key of sub")
+        expectRefused(tokens, "cnf.jkt is not the thumbprint of a key of sub")
     }
 
     @Test func rejectsLeafNamingAnotherAgentAsSubject() {
@@ -138,7 +138,7 @@ import MandateCrypto
         let tokens = twoLinks { _, leaf in
             leaf.sub = victim.did  // cnf.jkt still the holder's key
         }
-        expectRefused(tokens, "cnf.jkt is not the thumbprint of the key of sub")
+        expectRefused(tokens, "cnf.jkt is not the thumbprint of a key of sub")
     }
 
     @Test func rejectsMissingPrf() {
@@ -265,9 +265,9 @@ import MandateCrypto
     }
 
     @Test func rejectsKidThatIsNotIssuerVerificationMethod() {
-        expectRefused(twoLinks { root, _ in root.kid = principal.did + "#key-2" }, "kid is not the issuer's verification method")
-        expectRefused(twoLinks { root, _ in root.kid = principal.did }, "kid is not the issuer's verification method")
-        expectRefused(twoLinks { _, leaf in leaf.kid = agent.keyID }, "kid is not the issuer's verification method")
+        expectRefused(twoLinks { root, _ in root.kid = principal.did + "#key-2" }, "kid is not a verification method of the issuer")
+        expectRefused(twoLinks { root, _ in root.kid = principal.did }, "kid is not a verification method of the issuer")
+        expectRefused(twoLinks { _, leaf in leaf.kid = agent.keyID }, "kid is not a verification method of the issuer")
     }
 
     @Test func rejectsJWKHeaderInDelegation() {

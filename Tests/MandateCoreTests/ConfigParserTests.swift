@@ -203,7 +203,24 @@ import MandateCrypto
     @Test func principalWithInvalidDIDIsReported() {
         let e = error("workers 1;\nprincipal did:key:zNotAKey { name \"x\"; }")
         #expect(e?.hasPrefix("proxy.conf:2: principal 'did:key:zNotAKey' is not a usable DID") == true, "\(e ?? "")")
-        #expect(error("principal did:web:example.com { name \"x\"; }")?.hasPrefix("proxy.conf:1: principal 'did:web:example.com' is not a usable DID") == true)
+        #expect(error("principal did:web:example.com { name \"x\"; }")
+                == "proxy.conf:1: principal did:web:example.com is a did:web: enable fetching it with did_web { … }")
+        #expect(error("did_web { }\nprincipal did:web:10.0.0.1 { name \"x\"; }")?
+            .hasPrefix("proxy.conf:2: principal 'did:web:10.0.0.1' is not a usable DID (did:web host must be a domain name") == true)
+    }
+
+    @Test func parsesDIDWebBlock() throws {
+        let c = try parse("did_web {\n ca web-ca.pem;\n allow_private_addresses on;\n timeout 2s;\n max_size 16k;\n ttl 1m;\n"
+                          + " max_stale 10m;\n negative_ttl 5s;\n kid_cooldown 10s;\n fetch_rate 3;\n}\nprincipal did:web:example.com { name W; }")
+        let w = try #require(c.didWeb)
+        #expect(w.caFile == "web-ca.pem" && w.allowPrivateAddresses && w.timeout == 2 && w.maxSize == 16 << 10)
+        #expect(w.cache.ttl == 60 && w.cache.maxStale == 600 && w.cache.negativeTTL == 5 && w.cache.kidCooldown == 10)
+        #expect(w.cache.fetchesPerSecond == 3 && w.cache.burst == 6)
+        #expect(try parse("did_web { }").didWeb == ProxyConfig.DIDWebSettings())
+        #expect(try parse("workers 1;").didWeb == nil)
+        #expect(error("did_web {\n fetch_rate 0;\n}") == "proxy.conf:2: '0' is not a whole number in 1...10000")
+        #expect(error("did_web {\n resolve x;\n}")?.hasPrefix("proxy.conf:2: unknown directive 'resolve' in did_web") == true)
+        #expect(error("did_web on;") == "proxy.conf:1: did_web takes a block: did_web { … }")
     }
 
     @Test func principalEnrolledTwiceIsReported() {

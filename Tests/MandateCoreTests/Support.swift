@@ -218,3 +218,14 @@ extension Result {
         return nil
     }
 }
+
+extension ChainWalker.Outcome {
+    /// Local DIDs never wait: a pending walk is a test failure here.
+    var result: Result<VerifiedChain, Denial> {
+        switch self {
+        case .verified(let c): .success(c)
+        case .refused(let d): .failure(d)
+        case .pending: .failure(Denial(.temporarilyUnavailable, "pending"))
+        }
+    }
+}

@@ -19,81 +19,113 @@ public struct ChainWalker: Sendable {
         self.dids = dids
     }
 
+    public enum Outcome: Sendable {
+        case verified(VerifiedChain)
+        case refused(Denial)
+        /// A DID is being fetched (did:web): walk again once it is ready.
+        case pending(Readiness)
+    }
+
+    /// One link's verdict; `keys` are the thumbprints of its delegate's authentication keys.
+    enum LinkCheck {
+        case ok(keys: [String], until: Int64?)
+        case refused(Reason)
+        case unavailable(Reason)
+        case pending(Readiness)
+    }
+
     /// `tokens` root first, the leaf last.
-    public func walk(_ tokens: [ArraySlice<UInt8>], ancestry: [UInt8], now: Int64) -> Result<VerifiedChain, Denial> {
+    public func walk(_ tokens: [ArraySlice<UInt8>], ancestry: [UInt8], now: Int64) -> Outcome {
         guard tokens.count <= rules.maxChainLength else {
-            return .failure(Denial(.invalidToken, "delegation chain longer than \(rules.maxChainLength) links"))
+            return .refused(Denial(.invalidToken, "delegation chain longer than \(rules.maxChainLength) links"))
         }
         var links: [DelegationToken] = []
         links.reserveCapacity(tokens.count)
+        var agentKeys: [String] = []
+        var resolvedUntil: Int64?
         for (i, raw) in tokens.enumerated() {
             let place = Self.place(i, tokens.count)
             let link: DelegationToken
             switch DelegationToken.parse(raw, limits: rules.limits) {
             case .success(let t): link = t
-            case .failure(let r): return .failure(Denial(.invalidToken, "\(place): \(r.text)"))
+            case .failure(let r): return .refused(Denial(.invalidToken, "\(place): \(r.text)"))
             }
-            if let r = checkLink(link, index: i, links: links, now: now) {
-                return .failure(Denial(.invalidToken, "\(place): \(r.text)"))
+            switch checkLink(link, index: i, links: links, now: now) {
+            case .ok(let keys, let until):
+                agentKeys = keys
+                if let until { resolvedUntil = min(resolvedUntil ?? until, until) }
+            case .refused(let r): return .refused(Denial(.invalidToken, "\(place): \(r.text)"))
+            case .unavailable(let r):
+                var d = Denial(.temporarilyUnavailable, "\(place): \(r.text)")
+                d.retryAfter = 1
+                return .refused(d)
+            case .pending(let r): return .pending(r)
             }
             links.append(link)
         }
         let leaf = links[links.count - 1]
-        // A certificate-bound leaf names no key; the agent's key is its sub's (resolved above).
-        guard let agentKey = leaf.confirmedKeyThumbprint ?? (try? dids.resolve(leaf.subject).get())?.thumbprint else {
-            return .failure(Denial(.invalidToken, "sub is not a resolvable DID"))
-        }
-        return .success(VerifiedChain(
+        return .verified(VerifiedChain(
             principal: links[0].issuer, agent: leaf.subject, dids: [links[0].issuer] + links.map(\.subject),
-            scopes: leaf.scopes, proofKeyThumbprint: agentKey,
+            scopes: leaf.scopes, proofKeyThumbprint: leaf.confirmedKeyThumbprint ?? "",
             notBefore: links.map { max($0.notBefore ?? $0.issuedAt, $0.issuedAt) }.max()!,
             expiresAt: links.map(\.expiresAt).min()!, ancestry: ancestry,
-            certificateThumbprint: leaf.certificateThumbprint))
+            certificateThumbprint: leaf.certificateThumbprint,
+            certificateKeys: leaf.certificateThumbprint == nil ? [] : agentKeys, resolvedUntil: resolvedUntil))
     }
 
     static func place(_ i: Int, _ n: Int) -> String {
         n == 1 ? "delegation" : "delegation \(i + 1) of \(n)\(i == 0 ? " (root)" : i == n - 1 ? " (leaf)" : "")"
     }
 
-    /// Every rule for link `index`, given its verified ancestors.
-    func checkLink(_ t: DelegationToken, index: Int, links: [DelegationToken], now: Int64) -> Reason? {
-        if let r = ChainRules.validity(t, now: now, skew: rules.clockSkew, maxLifetime: rules.maxLifetime) { return r }
-        if let r = ChainRules.audience(t, expected: rules.audience) { return r }
+    /// Every rule for link `index`, given its verified ancestors. The signature is checked
+    /// before the subject is resolved: a forged link never makes the proxy fetch anything.
+    func checkLink(_ t: DelegationToken, index: Int, links: [DelegationToken], now: Int64) -> LinkCheck {
+        if let r = ChainRules.validity(t, now: now, skew: rules.clockSkew, maxLifetime: rules.maxLifetime) { return .refused(r) }
+        if let r = ChainRules.audience(t, expected: rules.audience) { return .refused(r) }
         if let parent = links.last {
             if parent.certificateThumbprint != nil {
-                return Reason("its parent is bound to a client certificate (cnf x5t#S256) and cannot delegate further")
+                return .refused(Reason("its parent is bound to a client certificate (cnf x5t#S256) and cannot delegate further"))
             }
-            if let r = ChainRules.issuerIsParentSubject(t, parent) { return r }
-            if let r = ChainRules.parentHash(t, parent) { return r }
-            if let r = ChainRules.scopeNarrows(t, parent) { return r }
-            if let r = ChainRules.lifetimeNarrows(t, parent) { return r }
-            if let r = ChainRules.depth(index: index, ancestors: links) { return r }
+            if let r = ChainRules.issuerIsParentSubject(t, parent)
+                ?? ChainRules.parentHash(t, parent)
+                ?? ChainRules.scopeNarrows(t, parent)
+                ?? ChainRules.lifetimeNarrows(t, parent)
+                ?? ChainRules.depth(index: index, ancestors: links) { return .refused(r) }
         } else {
-            if let r = ChainRules.rootIsPrincipal(t, principals: rules.principals) { return r }
+            if let r = ChainRules.rootIsPrincipal(t, principals: rules.principals) { return .refused(r) }
         }
         // The key comes from the issuer's DID, never from the token (RFC 8725 §3.10).
-        let resolved: DIDCache.Resolved
-        switch dids.resolve(t.issuer) {
-        case .success(let r): resolved = r
-        case .failure(let e): return Reason("iss is not a resolvable DID (\(e.description))")
+        var until: Int64?
+        var method: DIDDocument.Method?
+        for missingKid in [false, true] {
+            switch dids.lookup(t.issuer, missingKid: missingKid) {
+            case .resolved(let doc, let u):
+                until = u
+                method = doc.assertionMethod(t.keyID)
+            case .failed(let why, let temporary):
+                return temporary ? .unavailable(Reason(why)) : .refused(Reason("iss is not a resolvable DID (\(why))"))
+            case .pending(let r): return .pending(r)
+            }
+            if method != nil || until == nil { break }  // only a fetched document may be stale
         }
-        // Byte comparison: Swift's == would also accept canonically equivalent spellings.
-        guard sameBytes(t.keyID, resolved.methodID) else {
-            return Reason("kid is not the issuer's verification method")
+        guard let method else { return .refused(Reason("kid is not a verification method of the issuer (assertionMethod)")) }
+        if let parent = links.last, method.thumbprint != parent.confirmedKeyThumbprint {
+            return .refused(Reason("signing key is not the key the parent delegated to (cnf.jkt)"))
         }
-        if let parent = links.last, resolved.thumbprint != parent.confirmedKeyThumbprint {
-            return Reason("signing key is not the key the parent delegated to (cnf.jkt)")
-        }
+        if case .failure(let r) = t.jws.verify(with: method.key) { return .refused(Reason(r.description)) }
         // The delegate is who holds the confirmed key: otherwise any agent could name itself
         // anyone in `sub`, the identity routes and the upstream trust.
-        switch dids.resolve(t.subject) {
-        case .success(let s) where t.confirmedKeyThumbprint == nil || s.thumbprint == t.confirmedKeyThumbprint: break
-        case .success: return Reason("cnf.jkt is not the thumbprint of the key of sub")
-        case .failure(let e): return Reason("sub is not a resolvable DID (\(e.description))")
-        }
-        switch t.jws.verify(with: resolved.key) {
-        case .success: return nil
-        case .failure(let r): return Reason(r.description)
+        switch dids.lookup(t.subject) {
+        case .resolved(let doc, let u):
+            if let u { until = min(until ?? u, u) }
+            let keys = doc.authenticationThumbprints
+            if let jkt = t.confirmedKeyThumbprint, !keys.contains(jkt) {
+                return .refused(Reason("cnf.jkt is not the thumbprint of a key of sub"))
+            }
+            return .ok(keys: keys, until: until)
+        case .failed(let why, let temporary):
+            return temporary ? .unavailable(Reason(why)) : .refused(Reason("sub is not a resolvable DID (\(why))"))
+        case .pending(let r): return .pending(r)
         }
     }
 }

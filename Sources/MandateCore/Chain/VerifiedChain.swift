@@ -11,11 +11,14 @@ public struct VerifiedChain: Sendable, Equatable {
     /// `dids` joined by "," and `scopes` by " ", made once per verified chain (headers and logs).
     public let chainText: String
     public let scopeText: String
-    /// The agent's key: the leaf's cnf.jkt (the DPoP key must have this thumbprint), or for a
-    /// certificate-bound leaf the key of its sub (the client certificate's key must be this one).
+    /// The leaf's cnf.jkt: the DPoP key must have this thumbprint (empty for a certificate-bound leaf).
     public var proofKeyThumbprint: String
-    /// The leaf's cnf x5t#S256: the request must come over a client certificate with this SHA-256.
+    /// The leaf's cnf x5t#S256: the request must come over a client certificate with this SHA-256,
+    /// whose key is one of `certificateKeys` (the thumbprints of sub's authentication keys).
     public var certificateThumbprint: String?
+    public var certificateKeys: [String]
+    /// Unix seconds: a chain resting on fetched DID documents (did:web) is walked again after this.
+    public var resolvedUntil: Int64?
     /// The chain is valid while `notBefore ≤ now < expiresAt` (skew applied by the checker).
     public var notBefore: Int64
     public var expiresAt: Int64
@@ -23,8 +26,10 @@ public struct VerifiedChain: Sendable, Equatable {
     public var ancestry: [UInt8]
 
     public init(principal: String, agent: String, dids: [String], scopes: [String], proofKeyThumbprint: String,
-                notBefore: Int64, expiresAt: Int64, ancestry: [UInt8], certificateThumbprint: String? = nil) {
-        self.certificateThumbprint = certificateThumbprint
+                notBefore: Int64, expiresAt: Int64, ancestry: [UInt8], certificateThumbprint: String? = nil,
+                certificateKeys: [String] = [], resolvedUntil: Int64? = nil) {
+        self.certificateThumbprint = certificateThumbprint; self.certificateKeys = certificateKeys
+        self.resolvedUntil = resolvedUntil
         self.principal = principal; self.agent = agent; self.dids = dids; self.scopes = scopes
         chainText = dids.joined(separator: ","); scopeText = scopes.joined(separator: " ")
         self.proofKeyThumbprint = proofKeyThumbprint; self.notBefore = notBefore; self.expiresAt = expiresAt

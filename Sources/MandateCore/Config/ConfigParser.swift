@@ -110,7 +110,7 @@ public struct ConfigParser {
                 if let first = seen[d.name] { throw error(d.line, "'\(d.name)' is duplicate (first at line \(first))") }
                 seen[d.name] = d.line
             }
-            if d.block != nil && d.name != "principal" && d.name != "route" && d.name != "listen" {
+            if d.block != nil && !["principal", "route", "listen", "did_web"].contains(d.name) {
                 throw error(d.line, "'\(d.name)' does not take a block")
             }
             switch d.name {
@@ -154,6 +154,7 @@ public struct ConfigParser {
                 }
             case "access_log": c.accessLog = try one(d).text
             case "principal": c.principals.append(try principal(d))
+            case "did_web": c.didWeb = try didWeb(d)
             case "route": c.routes.append(try route(d))
             default:
                 throw error(d.line, "unknown directive '\(d.name)'")
@@ -170,6 +171,9 @@ public struct ConfigParser {
         if let dup = dids.first(where: { d in dids.filter { $0 == d }.count > 1 }) {
             throw error(directives.first { $0.name == "principal" && $0.args.first?.text == dup }!.line,
                         "principal \(dup) is enrolled twice")
+        }
+        if c.didWeb == nil, let web = directives.first(where: { $0.name == "principal" && $0.args.first?.text.hasPrefix("did:web:") == true }) {
+            throw error(web.line, "principal \(web.args[0].text) is a did:web: enable fetching it with did_web { … }")
         }
         let enrolled = Set(dids)
         for (r, d) in zip(c.routes, directives.filter { $0.name == "route" }) {
@@ -293,7 +297,11 @@ public struct ConfigParser {
     func principal(_ d: Directive) throws(ConfigError) -> ProxyConfig.Principal {
         guard d.args.count == 1, let block = d.block else { throw error(d.line, "principal takes a DID and a block: principal did:key:… { name \"…\"; }") }
         let did = d.args[0]
-        if case .failure(let e) = DID.resolve(did.text) { throw error(did.line, "principal '\(did.text)' is not a usable DID (\(e.description))") }
+        if did.text.hasPrefix("did:web:") {
+            if case .failure(let e) = DIDWeb.url(for: did.text) { throw error(did.line, "principal '\(did.text)' is not a usable DID (\(e.description))") }
+        } else if case .failure(let e) = DID.resolve(did.text) {
+            throw error(did.line, "principal '\(did.text)' is not a usable DID (\(e.description))")
+        }
         var name = ""
         for b in block {
             switch b.name {
@@ -303,6 +311,36 @@ public struct ConfigParser {
         }
         guard !name.isEmpty else { throw error(d.line, "principal needs a name") }
         return ProxyConfig.Principal(did: did.text, name: name)
+    }
+
+    /// `did_web { ca F; allow_private_addresses on; timeout 5s; max_size 64k; ttl 5m; max_stale 1h;
+    /// negative_ttl 30s; kid_cooldown 30s; fetch_rate 10; }`, every directive optional.
+    func didWeb(_ d: Directive) throws(ConfigError) -> ProxyConfig.DIDWebSettings {
+        guard d.args.isEmpty, let block = d.block else { throw error(d.line, "did_web takes a block: did_web { … }") }
+        var w = ProxyConfig.DIDWebSettings()
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in did_web") }
+            switch b.name {
+            case "ca": w.caFile = resolvePath(try one(b).text)
+            case "allow_private_addresses":
+                let v = try one(b)
+                guard v.text == "on" || v.text == "off" else { throw error(v.line, "allow_private_addresses is on or off") }
+                w.allowPrivateAddresses = v.text == "on"
+            case "timeout": w.timeout = try duration(one(b), max: 60)
+            case "max_size": w.maxSize = try size(one(b))
+            case "ttl": w.cache.ttl = try duration(one(b), max: 7 * 86400)
+            case "max_stale": w.cache.maxStale = try duration(one(b), max: 7 * 86400)
+            case "negative_ttl": w.cache.negativeTTL = try duration(one(b), max: 86400)
+            case "kid_cooldown": w.cache.kidCooldown = try duration(one(b), max: 86400)
+            case "fetch_rate": w.cache.fetchesPerSecond = Double(try int(one(b), 1...10_000))
+            default:
+                throw error(b.line, "unknown directive '\(b.name)' in did_web (ca, allow_private_addresses, timeout, max_size, ttl, max_stale, negative_ttl, kid_cooldown, fetch_rate)")
+            }
+        }
+        if w.timeout == 0 { throw error(d.line, "did_web timeout must be above 0") }
+        w.cache.burst = max(1, w.cache.fetchesPerSecond * 2)
+        return w
     }
 
     func route(_ d: Directive) throws(ConfigError) -> ProxyConfig.Route {

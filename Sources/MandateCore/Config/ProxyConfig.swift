@@ -54,7 +54,20 @@ public struct ProxyConfig: Sendable {
         }
     }
 
+    /// `did_web { … }`: fetching did:web documents (absent: did:web does not resolve).
+    public struct DIDWebSettings: Sendable, Equatable {
+        /// CA bundle for the document servers' certificates; nil: the system's.
+        public var caFile: String?
+        /// Loopback, private and link-local addresses may be fetched from (tests, labs).
+        public var allowPrivateAddresses = false
+        public var timeout: Double = 5
+        public var maxSize = 64 << 10
+        public var cache = DIDWebResolver.Settings()
+        public init() {}
+    }
+
     public var listen: [Listen] = [Listen(host: "127.0.0.1", port: 8080)]
+    public var didWeb: DIDWebSettings?
     /// Event loops; 0 means one per core.
     public var workers: Int = 0
     /// Scheme, host and optional port that agents address (DPoP `htu` is checked against it).

@@ -89,35 +89,47 @@ public enum DID {
     }
 }
 
-/// A bounded memo of resolved DIDs: P-256 decompression and curve checks are costly, and so is
-/// the key's thumbprint, which every link compares. Memory: about 250 bytes per entry plus the DID text.
+/// Resolved DIDs: did:key and did:jwk here, memoised (P-256 decompression, curve checks and the
+/// thumbprints are costly); did:web through its resolver, when one is configured.
+/// Memory: about 250 bytes per local entry plus the DID text.
 public final class DIDCache: Sendable {
-    public struct Resolved: Sendable {
-        public let key: VerificationKey
-        public let methodID: String
-        /// RFC 7638, made once.
-        public let thumbprint: String
+    public enum Lookup: Sendable {
+        /// `until`: for a fetched document, when a chain built on it must be walked again.
+        case resolved(DIDDocument, until: Int64?)
+        case failed(String, temporary: Bool)
+        case pending(Readiness)
     }
 
-    private let entries: Mutex<[String: Resolved]>
+    private let entries: Mutex<[String: DIDDocument]>
     private let capacity: Int
+    public let web: DIDWebResolver?
 
-    public init(capacity: Int = 10_000) {
+    public init(capacity: Int = 10_000, web: DIDWebResolver? = nil) {
         self.capacity = capacity
+        self.web = web
         entries = Mutex([:])
     }
 
-    public func resolve(_ did: String) -> Result<Resolved, DID.Refusal> {
-        if let hit = entries.withLock({ $0[did] }) { return .success(hit) }
+    /// `missingKid`: the document returned before lacked a needed key (did:web may refetch it).
+    public func lookup(_ did: String, missingKid: Bool = false) -> Lookup {
+        if did.hasPrefix("did:web:") {
+            guard let web else { return .failed("did:web resolution is not enabled (did_web on)", temporary: false) }
+            switch web.lookup(did, missingKid: missingKid) {
+            case .document(let d, let until): return .resolved(d, until: until)
+            case .failed(let why, let temporary): return .failed(why, temporary: temporary)
+            case .pending(let r): return .pending(r)
+            }
+        }
+        if let hit = entries.withLock({ $0[did] }) { return .resolved(hit, until: nil) }
         switch DID.resolve(did) {
-        case .failure(let e): return .failure(e)
+        case .failure(let e): return .failed(e.description, temporary: false)
         case .success(let v):
-            let r = Resolved(key: v.key, methodID: v.methodID, thumbprint: v.key.thumbprint)
+            let d = DIDDocument(single: v.key, id: v.methodID)
             entries.withLock {
                 if $0.count >= capacity { $0.removeAll(keepingCapacity: true) }
-                $0[did] = r
+                $0[did] = d
             }
-            return .success(r)
+            return .resolved(d, until: nil)
         }
     }
 }

@@ -37,6 +37,9 @@ public enum Admission: Sendable {
     case refuse(Denial, AuditFacts)
     /// Answered by the proxy itself (the RFC 9728 metadata), without a credential.
     case answer(LocalAnswer)
+    /// Not decided yet (a did:web document is being fetched): admit the same head again once
+    /// this is ready. The request is held meanwhile; nothing was spent (no jti claimed).
+    case wait(Readiness)
 }
 
 /// A response the proxy makes itself. Content-Length, Mandate-Request-Id and Connection are added.

@@ -22,22 +22,27 @@ public final class Verifier: RequestGate {
     struct ReplayHandover: Sendable { var until: Int64; var maxAge: Int64 }
     let handover: ReplayHandover?
 
-    public convenience init(config: ProxyConfig, replay: (any ReplayStore)? = nil) throws(Reason) {
-        try self.init(config: config, replay: replay, handover: nil)
+    /// `didWeb` resolves did:web DIDs (the server's, with `config.didWeb`); without one they
+    /// do not resolve.
+    public convenience init(config: ProxyConfig, replay: (any ReplayStore)? = nil, didWeb: DIDWebResolver? = nil) throws(Reason) {
+        try self.init(config: config, replay: replay, handover: nil, didWeb: didWeb)
     }
+
+    public var didWeb: DIDWebResolver? { walker.dids.web }
 
     /// The verifier for a reloaded configuration: same replay store, and never a wider replay
     /// window for proofs the store may have dropped.
-    public func successor(config next: ProxyConfig, now: Int64) throws(Reason) -> Verifier {
+    /// `didWeb`: the resolver for `next` (the running one when its settings did not change).
+    public func successor(config next: ProxyConfig, now: Int64, didWeb: DIDWebResolver? = nil) throws(Reason) -> Verifier {
         var h = handover
         if next.dpopMaxAge > config.dpopMaxAge {
             let until = now + config.dpopFutureSkew + 1
             h = ReplayHandover(until: max(h?.until ?? until, until), maxAge: min(h?.maxAge ?? config.dpopMaxAge, config.dpopMaxAge))
         }
-        return try Verifier(config: next, replay: replay, handover: h)
+        return try Verifier(config: next, replay: replay, handover: h, didWeb: didWeb)
     }
 
-    init(config: ProxyConfig, replay: (any ReplayStore)?, handover: ReplayHandover?) throws(Reason) {
+    init(config: ProxyConfig, replay: (any ReplayStore)?, handover: ReplayHandover?, didWeb: DIDWebResolver?) throws(Reason) {
         self.handover = handover
         guard let origin = HTU.normalizeOrigin(config.publicOrigin) else {
             throw Reason("public_origin must be an http(s) origin without a path: \(config.publicOrigin)")
@@ -49,7 +54,7 @@ public final class Verifier: RequestGate {
         walker = ChainWalker(rules: .init(principals: Set(config.principals.map(\.did)), audience: config.effectiveAudience,
                                           maxChainLength: config.maxChainLength, clockSkew: config.clockSkew,
                                           maxLifetime: config.maxDelegationLifetime, limits: limits),
-                             dids: DIDCache())
+                             dids: DIDCache(web: didWeb))
         chains = ChainCache(capacity: config.chainCacheSize)
         self.replay = replay ?? MemoryReplayCache(capacity: config.replayCacheSize)
         proofHeaders = ProofHeaderCache()
@@ -61,6 +66,7 @@ public final class Verifier: RequestGate {
         if head.path.utf8.elementsEqual(ProtectedResourceMetadata.path.utf8) { return .answer(metadata.answer(method: head.method)) }
         switch verify(head, certificate: peer.certificate, now: now) {
         case .failure(let refusal):
+            if let r = refusal.wait { return .wait(r) }
             return .refuse(refusal.denial, refusal.facts)
         case .success(let v):
             var target = v.path
@@ -80,6 +86,8 @@ public final class Verifier: RequestGate {
     public struct Refusal: Error, Sendable {
         public var denial: Denial
         public var facts: AuditFacts
+        /// Set when the answer is not yet known: ready once a DID document is fetched.
+        public var wait: Readiness? = nil
     }
 
     func maxAge(forIssuedAt iat: Int64) -> Int64 {
@@ -136,14 +144,21 @@ public final class Verifier: RequestGate {
         // 3. Walk the chain to the human principal, unless this exact chain was verified before.
         let key = ChainCache.Key(leafHash)
         let chain: VerifiedChain
-        if let hit = chains.lookup(key, ancestry: credential.ancestry) {
+        // A chain resting on fetched DID documents is walked again once they may have changed.
+        if let hit = chains.lookup(key, ancestry: credential.ancestry), now < hit.resolvedUntil ?? .max {
             if now >= hit.expiresAt + config.clockSkew { return refuse(Denial(.invalidToken, "delegation expired")) }
             if hit.notBefore > now + config.clockSkew { return refuse(Denial(.invalidToken, "delegation not yet valid")) }
             chain = hit
         } else {
             switch walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now) {
-            case .success(let c): chain = c
-            case .failure(let d): return refuse(d)
+            case .verified(let c): chain = c
+            case .refused(let d): return refuse(d)
+            case .pending(let r):
+                // Not a refusal the server sends: it asks again when the fetch is done. A caller
+                // that cannot wait answers this 503.
+                var d = Denial(.temporarilyUnavailable, "a DID of the chain is being resolved; retry shortly")
+                d.retryAfter = 1
+                return .failure(Refusal(denial: d, facts: AuditFacts(), wait: r))
             }
             chains.store(key, chain, now: now)
         }

@@ -12,7 +12,7 @@ public enum CertificateBinding {
         guard constantTimeEqual(certificate.thumbprint.utf8, x5t.utf8) else {
             return Reason("the delegation is bound to another client certificate (cnf x5t#S256)")
         }
-        guard let key = certificate.keyThumbprint, constantTimeEqual(key.utf8, chain.proofKeyThumbprint.utf8) else {
+        guard let key = certificate.keyThumbprint, chain.certificateKeys.contains(key) else {
             return Reason("the client certificate's key is not the key of the agent (sub)")
         }
         return nil

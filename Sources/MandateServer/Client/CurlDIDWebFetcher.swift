@@ -1,0 +1,93 @@
+import CCurl
+import CMandateShim
+import Dispatch
+import MandateCore
+
+/// did:web documents over HTTPS with libcurl, off the event loops: verified TLS (the system's CAs
+/// or `ca`), https only, no proxy from the environment, public addresses only unless allowed,
+/// at most `maxSize` bytes and `timeout` seconds, redirects followed only within the origin.
+public final class CurlDIDWebFetcher: DIDWebFetcher {
+    let settings: ProxyConfig.DIDWebSettings
+    private let queue = DispatchQueue(label: "mandate.did-web", attributes: .concurrent)
+
+    public init(settings: ProxyConfig.DIDWebSettings) {
+        _ = HTTPClient.globalInit
+        self.settings = settings
+    }
+
+    /// The resolver `config` asks for, or nil when did:web is off.
+    public static func resolver(for config: ProxyConfig) -> DIDWebResolver? {
+        guard let w = config.didWeb else { return nil }
+        return DIDWebResolver(fetcher: CurlDIDWebFetcher(settings: w), settings: w.cache, clock: { Double(unixMillisNow()) / 1000 })
+    }
+
+    public func fetch(_ url: String, done: @escaping @Sendable (Result<[UInt8], Reason>) -> Void) {
+        queue.async { [settings] in done(Self.get(url, settings)) }
+    }
+
+    final class Sink {
+        var body: [UInt8] = []
+        var limit = 0
+        var tooLarge = false
+    }
+
+    static func get(_ start: String, _ s: ProxyConfig.DIDWebSettings) -> Result<[UInt8], Reason> {
+        var url = start
+        let deadline = monotonicNow() + s.timeout
+        for _ in 0 ..< 4 {
+            guard let h = curl_easy_init() else { return .failure(Reason("curl_easy_init failed")) }
+            defer { curl_easy_cleanup(h) }
+            let sink = Sink()
+            sink.limit = s.maxSize
+            let ctx = Unmanaged.passUnretained(sink).toOpaque()
+            var list: UnsafeMutablePointer<curl_slist>? = nil
+            list = curl_slist_append(list, "Accept: application/did+json, application/json")
+            defer { curl_slist_free_all(list) }
+            _ = url.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_URL, $0) }
+            _ = "https".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, $0) }
+            _ = "".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_PROXY, $0) }
+            _ = "mandate/0.1".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_USERAGENT, $0) }
+            if let ca = s.caFile { _ = ca.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_CAINFO, $0) } }
+            _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_HTTPHEADER, list)
+            _ = mandate_curl_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+            _ = mandate_curl_easy_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0)
+            let left = max(1, Int((deadline - monotonicNow()) * 1000))
+            _ = mandate_curl_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, left)
+            _ = mandate_curl_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, left)
+            _ = mandate_curl_easy_setopt_off(h, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(s.maxSize))
+            _ = mandate_curl_guard_destinations(h, s.allowPrivateAddresses ? 1 : 0)
+            _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_WRITEDATA, ctx)
+            _ = mandate_curl_easy_setopt_write(h, CURLOPT_WRITEFUNCTION) { ptr, size, n, ud in
+                let sink = Unmanaged<Sink>.fromOpaque(ud!).takeUnretainedValue()
+                if sink.body.count + size * n > sink.limit { sink.tooLarge = true; return 0 }
+                sink.body += UnsafeRawBufferPointer(start: ptr, count: size * n)
+                return size * n
+            }
+            let rc = curl_easy_perform(h)
+            if sink.tooLarge || rc == CURLE_FILESIZE_EXCEEDED { return .failure(Reason("document at \(url) is larger than \(s.maxSize) bytes")) }
+            guard rc == CURLE_OK else {
+                let why = rc == CURLE_COULDNT_CONNECT && !s.allowPrivateAddresses
+                    ? "cannot connect (private addresses are not fetched from)" : String(cString: curl_easy_strerror(rc))
+                return .failure(Reason("fetching \(url): \(why)"))
+            }
+            var status = 0
+            _ = mandate_curl_easy_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+            if status == 200 { return .success(sink.body) }
+            guard (301...308).contains(status), status != 304 else { return .failure(Reason("fetching \(url): HTTP \(status)")) }
+            var location: UnsafeMutableRawPointer?
+            _ = mandate_curl_easy_getinfo_ptr(h, CURLINFO_REDIRECT_URL, &location)
+            guard let location else { return .failure(Reason("fetching \(url): HTTP \(status) without a Location")) }
+            let next = String(cString: location.assumingMemoryBound(to: CChar.self))
+            guard origin(next) == origin(url) else { return .failure(Reason("fetching \(url): redirected to another origin (\(next))")) }
+            url = next
+        }
+        return .failure(Reason("fetching \(start): too many redirects"))
+    }
+
+    /// `https://host[:port]` of an absolute URL, lower-cased.
+    static func origin(_ url: String) -> String? {
+        guard url.lowercased().hasPrefix("https://") else { return nil }
+        let rest = url.dropFirst(8)
+        return "https://" + rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }.lowercased()
+    }
+}
