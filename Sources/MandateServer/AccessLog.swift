@@ -38,6 +38,10 @@ public struct AccessRecord: Sendable, Equatable {
         Self.appendOptional(reason, to: &s)
         s += ",\"principal\":"
         Self.appendOptional(facts.principal, to: &s)
+        if let org = facts.organization {
+            s += ",\"organization\":"
+            JSONText.appendString(org, to: &s)
+        }
         s += ",\"agent\":"
         Self.appendOptional(facts.agent, to: &s)
         s += ",\"chain\":["

@@ -108,6 +108,7 @@ struct Link {
     var aud: JSONValue? = nil
     var prf: String? = nil
     var maxDepth: Int? = nil
+    var extraClaims: [(String, JSONValue)] = []
 
     /// `signer` delegates to `delegate`; `parent` is the parent token (nil for the root).
     init(_ signer: SigningKey, to delegate: SigningKey, parent: String? = nil) {
@@ -133,6 +134,7 @@ struct Link {
         if let aud { claims.append(("aud", aud)) }
         if let prf { claims.append(("prf", .string(prf))) }
         if let maxDepth { claims.append(("max_depth", .integer(Int64(maxDepth)))) }
+        claims += extraClaims
         return signer.compactJWS(header: header, claims: JSONObject(members: claims))
     }
 }

@@ -99,8 +99,8 @@ def web_party(server: DIDServer, *path: str, key: Key | None = None, frag: str =
     return p
 
 
-def root(principal: Party, agent: Party, kid: str, scope: str = "echo", **extra) -> Chain:
-    token = delegation(principal, agent.did, agent.key.thumbprint(), scope, header_extra={"kid": kid}, **extra)
+def root(issuer: Party, agent: Party, kid: str, scope: str = "echo", **extra) -> Chain:
+    token = delegation(issuer, agent.did, agent.key.thumbprint(), scope, header_extra={"kid": kid}, **extra)
     return Chain([token], agent.key)
 
 
@@ -321,3 +321,44 @@ def test_config_needs_did_web_for_a_did_web_principal(tmp_path, dids):
     conf.write_text(f"upstream http://127.0.0.1:9;\npublic_origin http://127.0.0.1:8;\nprincipal {dids.did()} {{ name \"W\"; }}\n")
     r = subprocess.run([MANDATE, "serve", "--config", str(conf), "--check"], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and f"{conf}:3: principal {dids.did()} is a did:web: enable fetching it with did_web" in r.stderr, r.stderr
+
+
+# --- partner organisations as trust anchors (the cross-organisation gateway) ------------------
+
+
+def test_partner_organization_speaks_for_its_people(tmp_path, upstream, dids, ids):
+    partner = web_party(dids, "partner")
+    block = (f"did_web {{ ca {dids.ca_file}; allow_private_addresses on; }}\n"
+             f'organization {partner.did} {{ name "Partner"; principals *@partner.example; max_scope echo; }}\n'
+             f"route /partners/ {{ organizations {partner.did}; scope echo; effect allow; }}\n")
+    p = WebProxy(tmp_path, upstream.port, {"Alice": ids.alice.did}, block)
+    try:
+        agent = ids.agent()
+        kid = partner.did + "#key-1"
+        c = root(partner, agent, kid, principal={"sub": "bob@partner.example"})
+        up = assert_forwarded(p.send(c, "/partners/orders"))
+        assert up["mandate-principal"] == ["bob@partner.example"]
+        assert up["mandate-organization"] == [partner.did]
+        assert up["mandate-chain"] == [f"{partner.did},{agent.did}"]
+        # The partner cannot speak for someone outside its domain, nor grant beyond max_scope.
+        assert_refused(p.send(root(partner, agent, kid, principal={"sub": "eve@elsewhere.example"}), "/partners/x"),
+                       401, "invalid_token", "may not speak for principal eve@elsewhere.example")
+        assert_refused(p.send(root(partner, agent, kid, scope="echo files:write", principal={"sub": "bob@partner.example"}),
+                              "/partners/x"), 401, "invalid_token", "beyond the organization's max_scope")
+        assert_refused(p.send(root(partner, agent, kid), "/partners/x"), 401, "invalid_token", "must name its principal")
+        # Its people are not the proxy's own principals: routes that need an organization refuse those.
+        alice_chain = root(ids.alice, agent, ids.alice.did + "#" + ids.alice.did[8:])
+        assert_refused(p.send(alice_chain, "/partners/x"), 403, "access_denied", "does not admit the organization")
+        # A client cannot claim an organization by header.
+        forged = c.headers("GET", p.origin + "/echo/x")
+        forged["Mandate-Organization"] = "did:web:evil.example"
+        conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+        conn.request("GET", "/echo/x", headers=forged)
+        o = outcome_from_response(*(lambda r: (r.status, r.getheaders(), r.read()))(conn.getresponse()))
+        conn.close()
+        up = assert_forwarded(o)
+        assert up["mandate-organization"] == [partner.did]
+        log = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
+        assert any(r.get("organization") == partner.did and r["principal"] == "bob@partner.example" for r in log)
+    finally:
+        p.stop()

@@ -4,6 +4,8 @@ import MandateCrypto
 public struct ChainWalker: Sendable {
     public struct Rules: Sendable {
         public var principals: Set<String>
+        /// Partner organisations, by DID: their roots speak for their own people.
+        public var organizations: [String: ProxyConfig.Organization] = [:]
         public var audience: String
         public var maxChainLength: Int
         public var clockSkew: Int64
@@ -63,14 +65,16 @@ public struct ChainWalker: Sendable {
             }
             links.append(link)
         }
-        let leaf = links[links.count - 1]
+        let leaf = links[links.count - 1], root = links[0]
+        let organization = rules.organizations[root.issuer] != nil ? root.issuer : nil
         return .verified(VerifiedChain(
-            principal: links[0].issuer, agent: leaf.subject, dids: [links[0].issuer] + links.map(\.subject),
+            principal: organization == nil ? root.issuer : root.principalSubject!, agent: leaf.subject, dids: [links[0].issuer] + links.map(\.subject),
             scopes: leaf.scopes, proofKeyThumbprint: leaf.confirmedKeyThumbprint ?? "",
             notBefore: links.map { max($0.notBefore ?? $0.issuedAt, $0.issuedAt) }.max()!,
             expiresAt: links.map(\.expiresAt).min()!, ancestry: ancestry,
             certificateThumbprint: leaf.certificateThumbprint,
-            certificateKeys: leaf.certificateThumbprint == nil ? [] : agentKeys, resolvedUntil: resolvedUntil))
+            certificateKeys: leaf.certificateThumbprint == nil ? [] : agentKeys, resolvedUntil: resolvedUntil,
+            organization: organization))
     }
 
     static func place(_ i: Int, _ n: Int) -> String {
@@ -92,7 +96,12 @@ public struct ChainWalker: Sendable {
                 ?? ChainRules.lifetimeNarrows(t, parent)
                 ?? ChainRules.depth(index: index, ancestors: links) { return .refused(r) }
         } else {
-            if let r = ChainRules.rootIsPrincipal(t, principals: rules.principals) { return .refused(r) }
+            if let r = ChainRules.rootIsAnchor(t, principals: rules.principals, organizations: rules.organizations) {
+                return .refused(r)
+            }
+        }
+        if !links.isEmpty && t.principalSubject != nil {
+            return .refused(Reason("only a root delegation from an organization names a principal"))
         }
         // The key comes from the issuer's DID, never from the token (RFC 8725 §3.10).
         var until: Int64?
@@ -147,9 +156,23 @@ public enum ChainRules {
         return aud.contains(expected) ? nil : Reason("aud does not include this service")
     }
 
-    public static func rootIsPrincipal(_ t: DelegationToken, principals: Set<String>) -> Reason? {
+    /// The root is issued by an enrolled principal, or by a declared organization for one of the
+    /// people it may speak for (`principal.sub`) and within its `max_scope`.
+    public static func rootIsAnchor(_ t: DelegationToken, principals: Set<String>,
+                                    organizations: [String: ProxyConfig.Organization]) -> Reason? {
         if t.parentHash != nil { return Reason("the root must not carry prf; is the chain incomplete?") }
-        return principals.contains(t.issuer) ? nil : Reason("root issuer is not an enrolled principal")
+        if principals.contains(t.issuer) {
+            return t.principalSubject == nil ? nil : Reason("an enrolled principal's root does not name another principal")
+        }
+        guard let org = organizations[t.issuer] else { return Reason("root issuer is not an enrolled principal or organization") }
+        guard let person = t.principalSubject else {
+            return Reason("a root from an organization must name its principal (principal.sub)")
+        }
+        guard org.admits(principal: person) else { return Reason("the organization may not speak for principal \(person)") }
+        if let wide = t.scopes.first(where: { !org.maxScope.contains($0) }) {
+            return Reason("scope '\(wide)' is beyond the organization's max_scope")
+        }
+        return nil
     }
 
     public static func issuerIsParentSubject(_ t: DelegationToken, _ parent: DelegationToken) -> Reason? {

@@ -1,7 +1,10 @@
 /// What a fully verified delegation chain establishes.
 public struct VerifiedChain: Sendable, Equatable {
-    /// The root issuer: an enrolled human principal.
+    /// The human: the root issuer (an enrolled principal's DID), or for a chain rooted at a
+    /// partner organisation, the person it named (`principal.sub`).
     public var principal: String
+    /// The partner organisation's DID, when it issued the root.
+    public var organization: String?
     /// The leaf's `sub`.
     public var agent: String
     /// DIDs from the principal to the agent.
@@ -27,7 +30,8 @@ public struct VerifiedChain: Sendable, Equatable {
 
     public init(principal: String, agent: String, dids: [String], scopes: [String], proofKeyThumbprint: String,
                 notBefore: Int64, expiresAt: Int64, ancestry: [UInt8], certificateThumbprint: String? = nil,
-                certificateKeys: [String] = [], resolvedUntil: Int64? = nil) {
+                certificateKeys: [String] = [], resolvedUntil: Int64? = nil, organization: String? = nil) {
+        self.organization = organization
         self.certificateThumbprint = certificateThumbprint; self.certificateKeys = certificateKeys
         self.resolvedUntil = resolvedUntil
         self.principal = principal; self.agent = agent; self.dids = dids; self.scopes = scopes

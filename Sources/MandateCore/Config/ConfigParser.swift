@@ -105,12 +105,12 @@ public struct ConfigParser {
         var seen: [String: Int] = [:]
         var listens: [ProxyConfig.Listen] = []
         for d in directives {
-            let repeatable = ["listen", "principal", "route", "trusted_proxies"]
+            let repeatable = ["listen", "principal", "organization", "route", "trusted_proxies"]
             if !repeatable.contains(d.name) {
                 if let first = seen[d.name] { throw error(d.line, "'\(d.name)' is duplicate (first at line \(first))") }
                 seen[d.name] = d.line
             }
-            if d.block != nil && !["principal", "route", "listen", "did_web"].contains(d.name) {
+            if d.block != nil && !["principal", "organization", "route", "listen", "did_web"].contains(d.name) {
                 throw error(d.line, "'\(d.name)' does not take a block")
             }
             switch d.name {
@@ -155,6 +155,7 @@ public struct ConfigParser {
             case "access_log": c.accessLog = try one(d).text
             case "principal": c.principals.append(try principal(d))
             case "did_web": c.didWeb = try didWeb(d)
+            case "organization": c.organizations.append(try organization(d))
             case "route": c.routes.append(try route(d))
             default:
                 throw error(d.line, "unknown directive '\(d.name)'")
@@ -172,13 +173,23 @@ public struct ConfigParser {
             throw error(directives.first { $0.name == "principal" && $0.args.first?.text == dup }!.line,
                         "principal \(dup) is enrolled twice")
         }
-        if c.didWeb == nil, let web = directives.first(where: { $0.name == "principal" && $0.args.first?.text.hasPrefix("did:web:") == true }) {
-            throw error(web.line, "principal \(web.args[0].text) is a did:web: enable fetching it with did_web { … }")
+        let anchors = c.principals.map(\.did) + c.organizations.map(\.did)
+        if let dup = anchors.first(where: { d in anchors.filter { $0 == d }.count > 1 }),
+           let d = directives.last(where: { ($0.name == "principal" || $0.name == "organization") && $0.args.first?.text == dup }) {
+            throw error(d.line, "\(dup) is both a principal and an organization, or an organization twice")
+        }
+        if c.didWeb == nil, let web = directives.first(where: { ($0.name == "principal" || $0.name == "organization")
+                                                               && $0.args.first?.text.hasPrefix("did:web:") == true }) {
+            throw error(web.line, "\(web.name) \(web.args[0].text) is a did:web: enable fetching it with did_web { … }")
         }
         let enrolled = Set(dids)
+        let partners = Set(c.organizations.map(\.did))
         for (r, d) in zip(c.routes, directives.filter { $0.name == "route" }) {
             if let stranger = r.principals.first(where: { !enrolled.contains($0) }) {
                 throw error(d.line, "route admits principal \(stranger), which is not enrolled")
+            }
+            if let stranger = r.organizations.first(where: { !partners.contains($0) }) {
+                throw error(d.line, "route admits organization \(stranger), which is not declared")
             }
         }
         // No silent defaults for where traffic goes and what agents sign.
@@ -313,6 +324,38 @@ public struct ConfigParser {
         return ProxyConfig.Principal(did: did.text, name: name)
     }
 
+    func organization(_ d: Directive) throws(ConfigError) -> ProxyConfig.Organization {
+        guard d.args.count == 1, let block = d.block else {
+            throw error(d.line, "organization takes a DID and a block: organization did:web:… { name …; principals …; max_scope …; }")
+        }
+        let did = d.args[0]
+        let usable: Bool
+        if did.text.hasPrefix("did:web:") {
+            if case .success = DIDWeb.url(for: did.text) { usable = true } else { usable = false }
+        } else if case .success = DID.resolve(did.text) { usable = true } else { usable = false }
+        guard usable else { throw error(did.line, "organization '\(did.text)' is not a usable DID") }
+        var name = "", patterns: [String]?, scopes: [String]?
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in this organization") }
+            switch b.name {
+            case "name": name = try one(b).text
+            case "principals":
+                guard !b.args.isEmpty else { throw error(b.line, "principals needs at least one identifier or pattern") }
+                for a in b.args where a.text != "*" && !PrincipalClaim.isIdentifier(a.text.hasPrefix("*@") ? "x" + a.text.dropFirst() : a.text) {
+                    throw error(a.line, "'\(a.text)' is not a principal identifier or pattern (alice@partner.example, *@partner.example, *)")
+                }
+                patterns = b.args.map(\.text)
+            case "max_scope": scopes = b.args.map(\.text)
+            default: throw error(b.line, "unknown directive '\(b.name)' in organization (name, principals, max_scope)")
+            }
+        }
+        guard !name.isEmpty else { throw error(d.line, "organization needs a name") }
+        guard let patterns else { throw error(d.line, "organization needs principals: who it may speak for") }
+        guard let scopes else { throw error(d.line, "organization needs max_scope: the most it may grant") }
+        return ProxyConfig.Organization(did: did.text, name: name, principals: patterns, maxScope: scopes)
+    }
+
     /// `did_web { ca F; allow_private_addresses on; timeout 5s; max_size 64k; ttl 5m; max_stale 1h;
     /// negative_ttl 30s; kid_cooldown 30s; fetch_rate 10; }`, every directive optional.
     func didWeb(_ d: Directive) throws(ConfigError) -> ProxyConfig.DIDWebSettings {
@@ -371,6 +414,7 @@ public struct ConfigParser {
                 effect = e
             case "principals": r.principals = b.args.map(\.text)
             case "agents": r.agents = b.args.map(\.text)
+            case "organizations": r.organizations = b.args.map(\.text)
             default: throw error(b.line, "unknown directive '\(b.name)' in route")
             }
         }

@@ -32,6 +32,26 @@ public struct ProxyConfig: Sendable {
         public init(did: String, name: String) { self.did = did; self.name = name }
     }
 
+    /// A partner organisation whose key issues root delegations for its own people
+    /// (`organization DID { name …; principals PATTERN…; max_scope SCOPE…; }`).
+    public struct Organization: Sendable, Equatable {
+        public var did: String
+        public var name: String
+        /// Principal identifiers it may assert: exact, `*@domain`, or `*`.
+        public var principals: [String]
+        /// Every scope of its root delegations must be one of these.
+        public var maxScope: [String]
+        public init(did: String, name: String, principals: [String], maxScope: [String]) {
+            self.did = did; self.name = name; self.principals = principals; self.maxScope = maxScope
+        }
+
+        public func admits(principal id: String) -> Bool {
+            principals.contains { p in
+                p == "*" || (p.hasPrefix("*@") ? id.utf8.count > p.utf8.count - 1 && id.hasSuffix(p.dropFirst()) : sameBytes(p, id))
+            }
+        }
+    }
+
     public enum Effect: String, Sendable { case allow, deny, approve }
 
     public struct Route: Sendable, Equatable {
@@ -45,12 +65,14 @@ public struct ProxyConfig: Sendable {
         /// Empty means any enrolled principal / any agent.
         public var principals: [String]
         public var agents: [String]
+        /// Empty means any (or no) organisation; else only chains rooted at one of these.
+        public var organizations: [String] = []
         /// `file:line` of the block, for logs.
         public var origin: String
         public init(prefix: String, methods: [String] = [], scopes: [String] = [], effect: Effect,
-                    principals: [String] = [], agents: [String] = [], origin: String = "") {
+                    principals: [String] = [], agents: [String] = [], organizations: [String] = [], origin: String = "") {
             self.prefix = prefix; self.methods = methods; self.scopes = scopes; self.effect = effect
-            self.principals = principals; self.agents = agents; self.origin = origin
+            self.principals = principals; self.agents = agents; self.organizations = organizations; self.origin = origin
         }
     }
 
@@ -76,6 +98,7 @@ public struct ProxyConfig: Sendable {
     public var audience: String? = nil
     public var upstream: String = "http://127.0.0.1:9000"
     public var principals: [Principal] = []
+    public var organizations: [Organization] = []
     public var routes: [Route] = []
 
     // Chain rules

@@ -19,6 +19,8 @@ public struct DelegationToken: Sendable {
     /// base64url(SHA-256(parent token)); absent only on the root.
     public let parentHash: String?
     public let maxDepth: Int?
+    /// `principal.sub`: the person an organisation's root delegation is for (docs/credentials.md).
+    public let principalSubject: String?
 
     public static let mediaType = "delegation+jwt"
 
@@ -84,6 +86,13 @@ public struct DelegationToken: Sendable {
             guard let v = d.integer, v >= 0, v <= 64 else { return .failure(Reason("max_depth must be a non-negative integer")) }
             depth = Int(v)
         }
+        var person: String? = nil
+        if let p = c["principal"] {
+            guard let sub = p.object?["sub"]?.string, PrincipalClaim.isIdentifier(sub) else {
+                return .failure(Reason("principal must be an object whose sub is an identifier like alice@partner.example"))
+            }
+            person = sub
+        }
         // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by single spaces.
         for c in scope.utf8 where !(c == 0x20 || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e)) {
             return .failure(Reason("scope has a character outside RFC 6749 scope-token"))
@@ -91,7 +100,19 @@ public struct DelegationToken: Sendable {
         let scopes = scope.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         return .success(DelegationToken(raw: raw, jws: jws, issuer: iss, subject: sub, keyID: kid,
                                         confirmedKeyThumbprint: sha256Text(jkt), certificateThumbprint: sha256Text(x5t), scopes: scopes, issuedAt: iat, expiresAt: exp,
-                                        notBefore: nbf, id: jti, audiences: aud, parentHash: prf, maxDepth: depth))
+                                        notBefore: nbf, id: jti, audiences: aud, parentHash: prf, maxDepth: depth,
+                                        principalSubject: person))
+    }
+}
+
+/// The person an organisation speaks for: it reaches upstream headers and logs, so only
+/// `[A-Za-z0-9._%+@:-]`, 1 to 256 bytes, and not a DID (that would pass for an enrolled principal).
+public enum PrincipalClaim {
+    public static func isIdentifier(_ s: some StringProtocol) -> Bool {
+        let u = s.utf8
+        guard (1...256).contains(u.count), !s.hasPrefix("did:") else { return false }
+        return u.allSatisfy { ($0 >= 0x30 && $0 <= 0x3a) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a)
+            || $0 == 0x2e || $0 == 0x5f || $0 == 0x25 || $0 == 0x2b || $0 == 0x40 || $0 == 0x2d }
     }
 }
 

@@ -71,6 +71,7 @@ public struct UpstreamHeaders: Sendable {
             out.append(h)
         }
         out.append(HTTPHeader("Mandate-Principal", chain.principal))
+        if let org = chain.organization { out.append(HTTPHeader("Mandate-Organization", org)) }
         out.append(HTTPHeader("Mandate-Agent", chain.agent))
         out.append(HTTPHeader("Mandate-Chain", chain.chainText))
         out.append(HTTPHeader("Mandate-Scope", chain.scopeText))

@@ -61,9 +61,12 @@ public struct AuditFacts: Sendable, Equatable {
     public var chain: [String]
     public var route: String?
     public var scope: String?
+    /// The partner organisation that issued the root, if one did.
+    public var organization: String?
     public init(principal: String? = nil, agent: String? = nil, chain: [String] = [], route: String? = nil,
-                scope: String? = nil) {
+                scope: String? = nil, organization: String? = nil) {
         self.principal = principal; self.agent = agent; self.chain = chain; self.route = route; self.scope = scope
+        self.organization = organization
     }
 }
 

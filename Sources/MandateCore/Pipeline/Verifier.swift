@@ -51,7 +51,9 @@ public final class Verifier: RequestGate {
         publicOrigin = origin
         metadata = ProtectedResourceMetadata(config: config, resource: origin)
         limits = CompactJWS.Limits()
-        walker = ChainWalker(rules: .init(principals: Set(config.principals.map(\.did)), audience: config.effectiveAudience,
+        walker = ChainWalker(rules: .init(principals: Set(config.principals.map(\.did)),
+                                          organizations: Dictionary(config.organizations.map { ($0.did, $0) }) { a, _ in a },
+                                          audience: config.effectiveAudience,
                                           maxChainLength: config.maxChainLength, clockSkew: config.clockSkew,
                                           maxLifetime: config.maxDelegationLifetime, limits: limits),
                              dids: DIDCache(web: didWeb))
@@ -188,7 +190,7 @@ public final class Verifier: RequestGate {
         }
         // 5. Policy, for a caller now proven to hold the chain.
         var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
-                               scope: chain.scopeText)
+                               scope: chain.scopeText, organization: chain.organization)
         let (route, denial) = policy.decide(method: head.method, path: path, chain: chain)
         facts.route = route.map { $0.prefix }
         if let denial { return refuse(denial, facts) }

@@ -27,6 +27,9 @@ public struct RoutePolicy: Sendable {
         if !route.principals.isEmpty && !route.principals.contains(chain.principal) {
             return (route, Denial(.accessDenied, "this route does not admit the principal"))
         }
+        if !route.organizations.isEmpty && !route.organizations.contains(chain.organization ?? "") {
+            return (route, Denial(.accessDenied, "this route does not admit the organization"))
+        }
         if !route.agents.isEmpty && !route.agents.contains(chain.agent) {
             return (route, Denial(.accessDenied, "this route does not admit the agent"))
         }
