@@ -42,6 +42,10 @@ public struct AccessRecord: Sendable, Equatable {
             s += ",\"organization\":"
             JSONText.appendString(org, to: &s)
         }
+        if let iss = facts.issuer {
+            s += ",\"issuer\":"
+            JSONText.appendString(iss, to: &s)
+        }
         s += ",\"agent\":"
         Self.appendOptional(facts.agent, to: &s)
         s += ",\"chain\":["

@@ -33,8 +33,8 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
             do {
                 let next = try Serve.load(configPath)
                 let running = reloadable.verifier
-                let web = next.didWeb == running.config.didWeb ? running.didWeb : CurlDIDWebFetcher.resolver(for: next)
-                let verifier = try running.successor(config: next, now: unixNow(), didWeb: web)
+                let resolvers = CurlFetcher.resolvers(for: next, running: (running.config, running.resolvers))
+                let verifier = try running.successor(config: next, now: unixNow(), resolvers: resolvers)
                 reloadable.replace(with: verifier)
                 for failure in server.reloadTLS(next) { print("mandate: reload: \(failure)", to: &err) }
                 print("mandate: reloaded \(configPath) (\(counted(next.principals.count, "principal")), \(counted(next.routes.count, "route")))",

@@ -72,7 +72,7 @@ import MandateCrypto
     // MARK: The resolver's cache
 
     /// Answers only when the test says so; counts fetches.
-    final class HeldFetcher: DIDWebFetcher {
+    final class HeldFetcher: DocumentFetcher {
         let pending = Mutex<[(String, @Sendable (Result<[UInt8], Reason>) -> Void)]>([])
         let count = Atomic<Int>(0)
         func fetch(_ url: String, done: @escaping @Sendable (Result<[UInt8], Reason>) -> Void) {
@@ -176,7 +176,7 @@ import MandateCrypto
     @Test func forgedLinkNeverCausesAFetch() throws {
         let f = HeldFetcher(), c = Clock()
         let principal = SigningKey.generate(.edDSA)
-        let v = try Verifier(config: config(principals: [principal]), didWeb: resolver(f, c))
+        let v = try Verifier(config: config(principals: [principal]), resolvers: .init(didWeb: resolver(f, c)))
         var l = Link(principal, to: key)
         l.sub = did
         l.signer = SigningKey.generate(.edDSA)  // not the principal's key
@@ -189,7 +189,7 @@ import MandateCrypto
     @Test func waitsForTheDocumentThenAdmits() throws {
         let f = HeldFetcher(), c = Clock()
         let principal = SigningKey.generate(.edDSA)
-        let v = try Verifier(config: config(principals: [principal]), didWeb: resolver(f, c))
+        let v = try Verifier(config: config(principals: [principal]), resolvers: .init(didWeb: resolver(f, c)))
         var l = Link(principal, to: key)
         l.sub = did
         let leaf = l.token

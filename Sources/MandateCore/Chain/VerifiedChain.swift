@@ -5,6 +5,10 @@ public struct VerifiedChain: Sendable, Equatable {
     public var principal: String
     /// The partner organisation's DID, when it issued the root.
     public var organization: String?
+    /// The authorization server, for a chain that is an OAuth access token.
+    public var issuer: String?
+    /// Bound to a DPoP key or a client certificate; an OAuth token may be neither (Bearer).
+    public var senderConstrained: Bool { !proofKeyThumbprint.isEmpty || certificateThumbprint != nil }
     /// The leaf's `sub`.
     public var agent: String
     /// DIDs from the principal to the agent.
@@ -19,7 +23,8 @@ public struct VerifiedChain: Sendable, Equatable {
     /// The leaf's cnf x5t#S256: the request must come over a client certificate with this SHA-256,
     /// whose key is one of `certificateKeys` (the thumbprints of sub's authentication keys).
     public var certificateThumbprint: String?
-    public var certificateKeys: [String]
+    /// nil: no key is required (an OAuth token bound by RFC 8705 alone).
+    public var certificateKeys: [String]?
     /// Unix seconds: a chain resting on fetched DID documents (did:web) is walked again after this.
     public var resolvedUntil: Int64?
     /// The chain is valid while `notBefore ≤ now < expiresAt` (skew applied by the checker).
@@ -30,8 +35,9 @@ public struct VerifiedChain: Sendable, Equatable {
 
     public init(principal: String, agent: String, dids: [String], scopes: [String], proofKeyThumbprint: String,
                 notBefore: Int64, expiresAt: Int64, ancestry: [UInt8], certificateThumbprint: String? = nil,
-                certificateKeys: [String] = [], resolvedUntil: Int64? = nil, organization: String? = nil) {
-        self.organization = organization
+                certificateKeys: [String]? = [], resolvedUntil: Int64? = nil, organization: String? = nil,
+                issuer: String? = nil) {
+        self.organization = organization; self.issuer = issuer
         self.certificateThumbprint = certificateThumbprint; self.certificateKeys = certificateKeys
         self.resolvedUntil = resolvedUntil
         self.principal = principal; self.agent = agent; self.dids = dids; self.scopes = scopes

@@ -105,12 +105,12 @@ public struct ConfigParser {
         var seen: [String: Int] = [:]
         var listens: [ProxyConfig.Listen] = []
         for d in directives {
-            let repeatable = ["listen", "principal", "organization", "route", "trusted_proxies"]
+            let repeatable = ["listen", "principal", "organization", "oauth_issuer", "route", "trusted_proxies"]
             if !repeatable.contains(d.name) {
                 if let first = seen[d.name] { throw error(d.line, "'\(d.name)' is duplicate (first at line \(first))") }
                 seen[d.name] = d.line
             }
-            if d.block != nil && !["principal", "organization", "route", "listen", "did_web"].contains(d.name) {
+            if d.block != nil && !["principal", "organization", "oauth_issuer", "route", "listen", "did_web"].contains(d.name) {
                 throw error(d.line, "'\(d.name)' does not take a block")
             }
             switch d.name {
@@ -156,6 +156,10 @@ public struct ConfigParser {
             case "principal": c.principals.append(try principal(d))
             case "did_web": c.didWeb = try didWeb(d)
             case "organization": c.organizations.append(try organization(d))
+            case "oauth_issuer":
+                let i = try oauthIssuer(d)
+                if c.oauthIssuers.contains(where: { $0.issuer == i.issuer }) { throw error(d.line, "oauth_issuer \(i.issuer) is duplicate") }
+                c.oauthIssuers.append(i)
             case "route": c.routes.append(try route(d))
             default:
                 throw error(d.line, "unknown directive '\(d.name)'")
@@ -324,6 +328,43 @@ public struct ConfigParser {
         return ProxyConfig.Principal(did: did.text, name: name)
     }
 
+    func onOff(_ t: Token) throws(ConfigError) -> Bool {
+        guard t.text == "on" || t.text == "off" else { throw error(t.line, "'\(t.text)' is not on or off") }
+        return t.text == "on"
+    }
+
+    /// `oauth_issuer https://as.example { audience A; jwks_uri U; ca F; allow_private_addresses on;
+    /// timeout 5s; refresh 5m; kid_cooldown 30s; max_act_depth 4; }`, every directive optional.
+    func oauthIssuer(_ d: Directive) throws(ConfigError) -> ProxyConfig.OAuthIssuer {
+        guard d.args.count == 1 else { throw error(d.line, "oauth_issuer takes the issuer URL, then optionally a block") }
+        let url = d.args[0]
+        // RFC 8414 §2: https, no query or fragment.
+        guard url.text.hasPrefix("https://"), url.text.count > 8, !url.text.contains("?"), !url.text.contains("#") else {
+            throw error(url.line, "oauth_issuer must be an https URL without query or fragment")
+        }
+        var i = ProxyConfig.OAuthIssuer(issuer: url.text)
+        var seen: Set<String> = []
+        for b in d.block ?? [] {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in oauth_issuer") }
+            switch b.name {
+            case "audience": i.audience = try one(b).text
+            case "jwks_uri":
+                let v = try one(b)
+                guard v.text.hasPrefix("https://") else { throw error(v.line, "jwks_uri must be an https URL") }
+                i.jwksURI = v.text
+            case "ca": i.fetch.caFile = resolvePath(try one(b).text)
+            case "allow_private_addresses": i.fetch.allowPrivateAddresses = try onOff(one(b))
+            case "timeout": i.fetch.timeout = max(0.001, try duration(one(b), max: 60))
+            case "refresh": i.keys.refresh = try duration(one(b), max: 86400)
+            case "kid_cooldown": i.keys.kidCooldown = try duration(one(b), max: 3600)
+            case "max_act_depth": i.maxActDepth = try int(one(b), 0...16)
+            default:
+                throw error(b.line, "unknown directive '\(b.name)' in oauth_issuer (audience, jwks_uri, ca, allow_private_addresses, timeout, refresh, kid_cooldown, max_act_depth)")
+            }
+        }
+        return i
+    }
+
     func organization(_ d: Directive) throws(ConfigError) -> ProxyConfig.Organization {
         guard d.args.count == 1, let block = d.block else {
             throw error(d.line, "organization takes a DID and a block: organization did:web:… { name …; principals …; max_scope …; }")
@@ -366,10 +407,7 @@ public struct ConfigParser {
             guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in did_web") }
             switch b.name {
             case "ca": w.caFile = resolvePath(try one(b).text)
-            case "allow_private_addresses":
-                let v = try one(b)
-                guard v.text == "on" || v.text == "off" else { throw error(v.line, "allow_private_addresses is on or off") }
-                w.allowPrivateAddresses = v.text == "on"
+            case "allow_private_addresses": w.allowPrivateAddresses = try onOff(one(b))
             case "timeout": w.timeout = try duration(one(b), max: 60)
             case "max_size": w.maxSize = try size(one(b))
             case "ttl": w.cache.ttl = try duration(one(b), max: 7 * 86400)
@@ -415,6 +453,7 @@ public struct ConfigParser {
             case "principals": r.principals = b.args.map(\.text)
             case "agents": r.agents = b.args.map(\.text)
             case "organizations": r.organizations = b.args.map(\.text)
+            case "allow_bearer": r.allowBearer = try onOff(one(b))
             default: throw error(b.line, "unknown directive '\(b.name)' in route")
             }
         }

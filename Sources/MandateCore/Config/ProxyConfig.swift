@@ -52,6 +52,20 @@ public struct ProxyConfig: Sendable {
         }
     }
 
+    /// `oauth_issuer URL { … }`: an authorization server whose JWT access tokens (RFC 9068) are accepted.
+    public struct OAuthIssuer: Sendable, Equatable {
+        public var issuer: String
+        /// Required in `aud`; nil: the proxy's audience.
+        public var audience: String?
+        /// nil: from the issuer's metadata (RFC 8414, else OpenID Connect Discovery).
+        public var jwksURI: String?
+        public var fetch = FetchSettings()
+        public var keys = IssuerKeys.Settings()
+        /// RFC 8693 act nesting allowed.
+        public var maxActDepth = 4
+        public init(issuer: String) { self.issuer = issuer }
+    }
+
     public enum Effect: String, Sendable { case allow, deny, approve }
 
     public struct Route: Sendable, Equatable {
@@ -67,12 +81,27 @@ public struct ProxyConfig: Sendable {
         public var agents: [String]
         /// Empty means any (or no) organisation; else only chains rooted at one of these.
         public var organizations: [String] = []
+        /// OAuth access tokens that are not sender-constrained (plain Bearer) are accepted here.
+        public var allowBearer = false
         /// `file:line` of the block, for logs.
         public var origin: String
         public init(prefix: String, methods: [String] = [], scopes: [String] = [], effect: Effect,
                     principals: [String] = [], agents: [String] = [], organizations: [String] = [], origin: String = "") {
             self.prefix = prefix; self.methods = methods; self.scopes = scopes; self.effect = effect
             self.principals = principals; self.agents = agents; self.organizations = organizations; self.origin = origin
+        }
+    }
+
+    /// How documents are fetched from the network (did:web documents, OAuth metadata and JWKS).
+    public struct FetchSettings: Sendable, Equatable {
+        /// CA bundle for the servers' certificates; nil: the system's.
+        public var caFile: String?
+        /// Loopback, private and link-local addresses may be fetched from (tests, labs).
+        public var allowPrivateAddresses = false
+        public var timeout: Double = 5
+        public var maxSize = 64 << 10
+        public init(caFile: String? = nil, allowPrivateAddresses: Bool = false, timeout: Double = 5, maxSize: Int = 64 << 10) {
+            self.caFile = caFile; self.allowPrivateAddresses = allowPrivateAddresses; self.timeout = timeout; self.maxSize = maxSize
         }
     }
 
@@ -86,6 +115,9 @@ public struct ProxyConfig: Sendable {
         public var maxSize = 64 << 10
         public var cache = DIDWebResolver.Settings()
         public init() {}
+        public var fetch: FetchSettings {
+            FetchSettings(caFile: caFile, allowPrivateAddresses: allowPrivateAddresses, timeout: timeout, maxSize: maxSize)
+        }
     }
 
     public var listen: [Listen] = [Listen(host: "127.0.0.1", port: 8080)]
@@ -99,6 +131,7 @@ public struct ProxyConfig: Sendable {
     public var upstream: String = "http://127.0.0.1:9000"
     public var principals: [Principal] = []
     public var organizations: [Organization] = []
+    public var oauthIssuers: [OAuthIssuer] = []
     public var routes: [Route] = []
 
     // Chain rules

@@ -28,7 +28,7 @@ public final class Readiness: Sendable {
 
 /// Fetches a did:web document: HTTPS with verified TLS, bounded in size and time, no redirect
 /// to another origin, no private address unless allowed (the server's libcurl implementation).
-public protocol DIDWebFetcher: Sendable {
+public protocol DocumentFetcher: Sendable {
     /// Calls `done` exactly once, on any thread, with the body of a 200 response or why not.
     func fetch(_ url: String, done: @escaping @Sendable (Result<[UInt8], Reason>) -> Void)
 }
@@ -79,12 +79,12 @@ public final class DIDWebResolver: Sendable {
     }
 
     public let settings: Settings
-    private let fetcher: any DIDWebFetcher
+    private let fetcher: any DocumentFetcher
     private let clock: @Sendable () -> Double
     private let state: Mutex<State>
 
     /// `clock`: Unix seconds (tests pass their own).
-    public init(fetcher: any DIDWebFetcher, settings: Settings = Settings(), clock: @escaping @Sendable () -> Double) {
+    public init(fetcher: any DocumentFetcher, settings: Settings = Settings(), clock: @escaping @Sendable () -> Double) {
         self.fetcher = fetcher; self.settings = settings; self.clock = clock
         state = Mutex(State(tokens: settings.burst))
     }

@@ -72,6 +72,7 @@ public struct UpstreamHeaders: Sendable {
         }
         out.append(HTTPHeader("Mandate-Principal", chain.principal))
         if let org = chain.organization { out.append(HTTPHeader("Mandate-Organization", org)) }
+        if let iss = chain.issuer { out.append(HTTPHeader("Mandate-Issuer", iss)) }
         out.append(HTTPHeader("Mandate-Agent", chain.agent))
         out.append(HTTPHeader("Mandate-Chain", chain.chainText))
         out.append(HTTPHeader("Mandate-Scope", chain.scopeText))

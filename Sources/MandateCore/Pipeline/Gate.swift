@@ -63,10 +63,12 @@ public struct AuditFacts: Sendable, Equatable {
     public var scope: String?
     /// The partner organisation that issued the root, if one did.
     public var organization: String?
+    /// The authorization server of an OAuth access token.
+    public var issuer: String?
     public init(principal: String? = nil, agent: String? = nil, chain: [String] = [], route: String? = nil,
-                scope: String? = nil, organization: String? = nil) {
+                scope: String? = nil, organization: String? = nil, issuer: String? = nil) {
         self.principal = principal; self.agent = agent; self.chain = chain; self.route = route; self.scope = scope
-        self.organization = organization
+        self.organization = organization; self.issuer = issuer
     }
 }
 

@@ -22,28 +22,36 @@ public final class Verifier: RequestGate {
     struct ReplayHandover: Sendable { var until: Int64; var maxAge: Int64 }
     let handover: ReplayHandover?
 
-    /// `didWeb` resolves did:web DIDs (the server's, with `config.didWeb`); without one they
-    /// do not resolve.
-    public convenience init(config: ProxyConfig, replay: (any ReplayStore)? = nil, didWeb: DIDWebResolver? = nil) throws(Reason) {
-        try self.init(config: config, replay: replay, handover: nil, didWeb: didWeb)
+    /// What the pipeline fetches from the network, made by the server (libcurl) for a config:
+    /// did:web documents, and each OAuth issuer's keys. Without them, neither resolves.
+    public struct Resolvers: Sendable {
+        public var didWeb: DIDWebResolver?
+        public var issuers: [IssuerKeys]
+        public init(didWeb: DIDWebResolver? = nil, issuers: [IssuerKeys] = []) { self.didWeb = didWeb; self.issuers = issuers }
     }
 
-    public var didWeb: DIDWebResolver? { walker.dids.web }
+    public convenience init(config: ProxyConfig, replay: (any ReplayStore)? = nil, resolvers: Resolvers = Resolvers()) throws(Reason) {
+        try self.init(config: config, replay: replay, handover: nil, resolvers: resolvers)
+    }
+
+    public let resolvers: Resolvers
+    let accessTokens: AccessTokenRules
 
     /// The verifier for a reloaded configuration: same replay store, and never a wider replay
     /// window for proofs the store may have dropped.
-    /// `didWeb`: the resolver for `next` (the running one when its settings did not change).
-    public func successor(config next: ProxyConfig, now: Int64, didWeb: DIDWebResolver? = nil) throws(Reason) -> Verifier {
+    /// `resolvers`: for `next` (the running ones where their settings did not change).
+    public func successor(config next: ProxyConfig, now: Int64, resolvers: Resolvers = Resolvers()) throws(Reason) -> Verifier {
         var h = handover
         if next.dpopMaxAge > config.dpopMaxAge {
             let until = now + config.dpopFutureSkew + 1
             h = ReplayHandover(until: max(h?.until ?? until, until), maxAge: min(h?.maxAge ?? config.dpopMaxAge, config.dpopMaxAge))
         }
-        return try Verifier(config: next, replay: replay, handover: h, didWeb: didWeb)
+        return try Verifier(config: next, replay: replay, handover: h, resolvers: resolvers)
     }
 
-    init(config: ProxyConfig, replay: (any ReplayStore)?, handover: ReplayHandover?, didWeb: DIDWebResolver?) throws(Reason) {
+    init(config: ProxyConfig, replay: (any ReplayStore)?, handover: ReplayHandover?, resolvers: Resolvers) throws(Reason) {
         self.handover = handover
+        self.resolvers = resolvers
         guard let origin = HTU.normalizeOrigin(config.publicOrigin) else {
             throw Reason("public_origin must be an http(s) origin without a path: \(config.publicOrigin)")
         }
@@ -56,7 +64,11 @@ public final class Verifier: RequestGate {
                                           audience: config.effectiveAudience,
                                           maxChainLength: config.maxChainLength, clockSkew: config.clockSkew,
                                           maxLifetime: config.maxDelegationLifetime, limits: limits),
-                             dids: DIDCache(web: didWeb))
+                             dids: DIDCache(web: resolvers.didWeb))
+        let keys = Dictionary(resolvers.issuers.map { ($0.issuer, $0) }) { a, _ in a }
+        accessTokens = AccessTokenRules(
+            issuers: config.oauthIssuers.compactMap { i in keys[i.issuer].map { AccessTokenRules.Issuer(settings: i, keys: $0) } },
+            defaultAudience: config.effectiveAudience, clockSkew: config.clockSkew, limits: limits)
         chains = ChainCache(capacity: config.chainCacheSize)
         self.replay = replay ?? MemoryReplayCache(capacity: config.replayCacheSize)
         proofHeaders = ProofHeaderCache()
@@ -139,7 +151,8 @@ public final class Verifier: RequestGate {
             }
             proof = p
         case .bearer:
-            guard certificate != nil else {
+            // Bearer is for certificate-bound tokens, and for OAuth access tokens on routes that allow them.
+            guard certificate != nil || !accessTokens.issuers.isEmpty else {
                 return refuse(Denial(.invalidToken, "the Bearer scheme is accepted only for a delegation bound to the client certificate, over mutual TLS; use DPoP"))
             }
         }
@@ -152,13 +165,24 @@ public final class Verifier: RequestGate {
             if hit.notBefore > now + config.clockSkew { return refuse(Denial(.invalidToken, "delegation not yet valid")) }
             chain = hit
         } else {
-            switch walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now) {
+            // An OAuth access token (RFC 9068 typ at+jwt) stands alone; anything else is a delegation.
+            let outcome: ChainWalker.Outcome
+            if !accessTokens.issuers.isEmpty, case .success(let seg) = CompactJWS.split(credential.leaf, limits: limits),
+               case .success(let (header, _)) = CompactJWS.header(seg.header), AccessTokenRules.isAccessToken(header) {
+                guard credential.ancestors.isEmpty else {
+                    return refuse(Denial(.invalidRequest, "Agent-Delegation is for delegation chains, not with an access token"))
+                }
+                outcome = accessTokens.verify(credential.leaf, now: now)
+            } else {
+                outcome = walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now)
+            }
+            switch outcome {
             case .verified(let c): chain = c
             case .refused(let d): return refuse(d)
             case .pending(let r):
                 // Not a refusal the server sends: it asks again when the fetch is done. A caller
                 // that cannot wait answers this 503.
-                var d = Denial(.temporarilyUnavailable, "a DID of the chain is being resolved; retry shortly")
+                var d = Denial(.temporarilyUnavailable, "a DID or an issuer's keys are being fetched; retry shortly")
                 d.retryAfter = 1
                 return .failure(Refusal(denial: d, facts: AuditFacts(), wait: r))
             }
@@ -168,7 +192,10 @@ public final class Verifier: RequestGate {
         // its identities stay out of the log.
         if let proof {
             if chain.certificateThumbprint != nil {
-                return refuse(Denial(.invalidToken, "the delegation is bound to a client certificate (cnf x5t#S256); present it with Authorization: Bearer over mutual TLS"))
+                return refuse(Denial(.invalidToken, "the token is bound to a client certificate (cnf x5t#S256); present it with Authorization: Bearer over mutual TLS"))
+            }
+            if chain.proofKeyThumbprint.isEmpty {
+                return refuse(Denial(.invalidToken, "the access token is not DPoP-bound (no cnf.jkt); send it as Bearer where the route allows"))
             }
             if let r = DPoPRules.keyIsBound(proof, jkt: chain.proofKeyThumbprint) {
                 return refuse(Denial(.invalidDPoPProof, r.text))
@@ -185,14 +212,18 @@ public final class Verifier: RequestGate {
                 d.retryAfter = 1
                 return refuse(d)
             }
-        } else if let r = CertificateBinding.check(chain, certificate) {
+        } else if chain.senderConstrained, let r = CertificateBinding.check(chain, certificate) {
             return refuse(Denial(.invalidToken, r.text))
         }
-        // 5. Policy, for a caller now proven to hold the chain.
+        // 5. Policy, for a caller now proven to hold the chain (or, for a plain Bearer access
+        // token, only to have it: the route must accept that).
         var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
-                               scope: chain.scopeText, organization: chain.organization)
+                               scope: chain.scopeText, organization: chain.organization, issuer: chain.issuer)
         let (route, denial) = policy.decide(method: head.method, path: path, chain: chain)
         facts.route = route.map { $0.prefix }
+        if let route, !chain.senderConstrained, !route.allowBearer {
+            return refuse(Denial(.invalidToken, "this route needs a sender-constrained token (DPoP or mutual TLS); a plain Bearer access token is not accepted here"), facts)
+        }
         if let denial { return refuse(denial, facts) }
         return .success(Verified(chain: chain, path: path, facts: facts))
     }

@@ -6,14 +6,16 @@ public enum CertificateBinding {
     public static func check(_ chain: VerifiedChain, _ certificate: ClientCertificate?) -> Reason? {
         guard let x5t = chain.certificateThumbprint else {
             // RFC 9449 §7.2: a DPoP-bound token is not accepted as a Bearer token.
-            return Reason("the delegation is DPoP-bound (cnf jkt); present it with Authorization: DPoP and a proof")
+            return Reason("the token is DPoP-bound (cnf jkt); present it with Authorization: DPoP and a proof")
         }
         guard let certificate else { return Reason("the delegation is bound to a client certificate and none was presented") }
         guard constantTimeEqual(certificate.thumbprint.utf8, x5t.utf8) else {
             return Reason("the delegation is bound to another client certificate (cnf x5t#S256)")
         }
-        guard let key = certificate.keyThumbprint, chain.certificateKeys.contains(key) else {
-            return Reason("the client certificate's key is not the key of the agent (sub)")
+        if let keys = chain.certificateKeys {
+            guard let key = certificate.keyThumbprint, keys.contains(key) else {
+                return Reason("the client certificate's key is not the key of the agent (sub)")
+            }
         }
         return nil
     }

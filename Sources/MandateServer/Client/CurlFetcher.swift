@@ -3,22 +3,34 @@ import CMandateShim
 import Dispatch
 import MandateCore
 
-/// did:web documents over HTTPS with libcurl, off the event loops: verified TLS (the system's CAs
-/// or `ca`), https only, no proxy from the environment, public addresses only unless allowed,
-/// at most `maxSize` bytes and `timeout` seconds, redirects followed only within the origin.
-public final class CurlDIDWebFetcher: DIDWebFetcher {
-    let settings: ProxyConfig.DIDWebSettings
+/// Documents over HTTPS with libcurl, off the event loops (did:web, OAuth metadata and JWKS):
+/// verified TLS (the system's CAs or `ca`), https only, no proxy from the environment, public
+/// addresses only unless allowed, at most `maxSize` bytes and `timeout` seconds, redirects
+/// followed only within the origin.
+public final class CurlFetcher: DocumentFetcher {
+    let settings: ProxyConfig.FetchSettings
     private let queue = DispatchQueue(label: "mandate.did-web", attributes: .concurrent)
 
-    public init(settings: ProxyConfig.DIDWebSettings) {
+    public init(settings: ProxyConfig.FetchSettings) {
         _ = HTTPClient.globalInit
         self.settings = settings
     }
 
-    /// The resolver `config` asks for, or nil when did:web is off.
-    public static func resolver(for config: ProxyConfig) -> DIDWebResolver? {
-        guard let w = config.didWeb else { return nil }
-        return DIDWebResolver(fetcher: CurlDIDWebFetcher(settings: w), settings: w.cache, clock: { Double(unixMillisNow()) / 1000 })
+    /// The resolvers `config` asks for; `running`'s are kept where their settings did not change
+    /// (so a reload keeps their caches).
+    public static func resolvers(for config: ProxyConfig, running: (ProxyConfig, Verifier.Resolvers)? = nil) -> Verifier.Resolvers {
+        let clock: @Sendable () -> Double = { Double(unixMillisNow()) / 1000 }
+        var r = Verifier.Resolvers()
+        if let w = config.didWeb {
+            r.didWeb = running.flatMap { $0.0.didWeb == w ? $0.1.didWeb : nil }
+                ?? DIDWebResolver(fetcher: CurlFetcher(settings: w.fetch), settings: w.cache, clock: clock)
+        }
+        for i in config.oauthIssuers {
+            let kept = running.flatMap { old in old.0.oauthIssuers.contains(i) ? old.1.issuers.first { $0.issuer == i.issuer } : nil }
+            r.issuers.append(kept ?? IssuerKeys(issuer: i.issuer, jwksURI: i.jwksURI, settings: i.keys,
+                                                fetcher: CurlFetcher(settings: i.fetch), clock: clock))
+        }
+        return r
     }
 
     public func fetch(_ url: String, done: @escaping @Sendable (Result<[UInt8], Reason>) -> Void) {
@@ -31,7 +43,7 @@ public final class CurlDIDWebFetcher: DIDWebFetcher {
         var tooLarge = false
     }
 
-    static func get(_ start: String, _ s: ProxyConfig.DIDWebSettings) -> Result<[UInt8], Reason> {
+    static func get(_ start: String, _ s: ProxyConfig.FetchSettings) -> Result<[UInt8], Reason> {
         var url = start
         let deadline = monotonicNow() + s.timeout
         for _ in 0 ..< 4 {
