@@ -38,12 +38,21 @@ static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen,
 // refuses a request over a certificate that did not verify (a clear 400 instead of an alert).
 static int accept_any(int ok, X509_STORE_CTX *x) { (void)ok; (void)x; return 1; }
 
+// Keys load at startup and on SIGHUP with nobody to ask: OpenSSL's default callback would prompt
+// on /dev/tty (or read stdin), so an encrypted key is refused instead, and said to be one.
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+    (void)buf; (void)size; (void)rwflag;
+    if (u) *(int *)u = 1;
+    return 0;
+}
+
 mandate_tls_ctx *mandate_tls_ctx_new(const char *cert, const char *key, const char *ca, int verify,
                                      char *err, size_t errlen) {
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) { mandate_tls_error(err, errlen); return NULL; }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     // Partial writes from a buffer that may move (a growing Swift array); buffers released while
     // a connection is idle (10,000 idle TLS clients should not hold 34 KB each).
@@ -61,9 +70,15 @@ mandate_tls_ctx *mandate_tls_ctx_new(const char *cert, const char *key, const ch
         char why[200]; mandate_tls_error(why, sizeof why);
         snprintf(err, errlen, "certificate %s: %s", cert, why); SSL_CTX_free(ctx); return NULL;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    int encrypted = 0;
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &encrypted);
+    int loaded = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+    if (loaded != 1) {
         char why[200]; mandate_tls_error(why, sizeof why);
-        snprintf(err, errlen, "key %s: %s", key, why); SSL_CTX_free(ctx); return NULL;
+        if (encrypted) snprintf(err, errlen, "key %s is encrypted; give it unencrypted (there is no passphrase prompt)", key);
+        else snprintf(err, errlen, "key %s: %s", key, why);
+        SSL_CTX_free(ctx); return NULL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         ERR_clear_error();

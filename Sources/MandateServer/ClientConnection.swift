@@ -124,6 +124,8 @@ final class ClientConnection {
             } else if n == Self.wouldBlock {
                 break
             } else {
+                // The client's close_notify is answered with ours (RFC 5246 §7.2.1, RFC 8446 §6.1).
+                if n == 0, let tls { mandate_tls_close_notify(tls) }
                 close(now: now); return
             }
         }

@@ -101,7 +101,8 @@ class TLSProxy:
     """`mandate serve` with three listeners: TLS with optional client certificates, TLS that
     requires them, and plain HTTP."""
 
-    def __init__(self, d: Path, upstream_port: int, principal: Party, server_ca: Issued, client_ca: Issued):
+    def __init__(self, d: Path, upstream_port: int, principal: Party, server_ca: Issued, client_ca: Issued,
+                 extra: tuple[str, ...] = ()):
         self.dir = d
         self.ports = {"optional": free_port(), "required": free_port(), "plain": free_port()}
         self.server_ca_file = str(d / "server-ca.pem")
@@ -122,6 +123,7 @@ class TLSProxy:
             "workers 2;",
             f'principal {principal.did} {{ name "Alice"; }}',
             "route /echo/ { scope echo; effect allow; }",
+            *extra,
         ]) + "\n")
         self.proxy = Proxy(str(self.config), p["optional"], d / "access.log")
         self.started_output = self.proxy.output()

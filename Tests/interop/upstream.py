@@ -34,6 +34,8 @@ class EchoHandler(BaseHTTPRequestHandler):
         body = self._body()
         if self.path.split("?")[0] == "/events":
             return self._events()
+        if self.path.startswith("/echo/bytes/"):  # a large response: /echo/bytes/<n>
+            return self._bytes(int(self.path.rsplit("/", 1)[1]))
         echo = {"method": self.command, "path": self.path, "headers": [[k, v] for k, v in self.headers.items()],
                 "body_length": len(body), "body_sha256": hashlib.sha256(body).hexdigest()}
         self.server.requests.append(echo)
@@ -43,6 +45,16 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
+
+    def _bytes(self, n: int):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        block = bytes(range(256)) * 256
+        while n:
+            self.wfile.write(block[:n])
+            n -= min(n, len(block))
 
     def _events(self):
         """Three SSE events 200 ms apart, chunked; records when each was written."""
