@@ -322,4 +322,40 @@ import MandateCrypto
             #expect(throws: ConfigError(file: "proxy.conf", line: line, message: message), "\(text)") { try parse(text) }
         }
     }
+
+    @Test func parsesOAuthIssuers() throws {
+        let c = try parse("""
+        oauth_issuer https://as.example/t {
+            audience https://api.example;
+            jwks_uri https://as.example/jwks;
+            refresh 1m;
+            kid_cooldown 10s;
+            max_act_depth 2;
+            introspection_endpoint https://as.example/introspect;
+            client_id rs;
+            client_secret "a secret";
+            introspection_cache 30s;
+        }
+        oauth_issuer https://other.example;
+        route /open/ { effect allow; allow_bearer on; }
+        """)
+        #expect(c.oauthIssuers.count == 2)
+        let i = c.oauthIssuers[0]
+        #expect(i.issuer == "https://as.example/t" && i.audience == "https://api.example" && i.jwksURI == "https://as.example/jwks")
+        #expect(i.keys.refresh == 60 && i.keys.kidCooldown == 10 && i.maxActDepth == 2)
+        #expect(i.introspection == { var x = ProxyConfig.Introspection(endpoint: "https://as.example/introspect", clientID: "rs",
+                                                                        clientSecret: "a secret"); x.cache = 30; return x }())
+        #expect(c.oauthIssuers[1].introspection == nil && c.routes[0].allowBearer)
+        let cases: [(String, String)] = [
+            ("oauth_issuer http://as.example;", "proxy.conf:1: oauth_issuer must be an https URL without query or fragment"),
+            ("oauth_issuer https://a.example;\noauth_issuer https://a.example;", "proxy.conf:2: oauth_issuer https://a.example is duplicate"),
+            ("oauth_issuer https://a.example { client_id x; }", "proxy.conf:1: introspection needs introspection_endpoint, client_id and client_secret together"),
+            ("oauth_issuer https://a.example { introspection_endpoint https://a.example/i; client_id x; client_secret y; }\n"
+             + "oauth_issuer https://b.example { introspection_endpoint https://b.example/i; client_id x; client_secret y; }",
+             "proxy.conf:2: only one oauth_issuer may introspect opaque tokens"),
+            ("oauth_issuer https://a.example {\n jwks_uri http://a.example/jwks;\n}", "proxy.conf:2: jwks_uri must be an https URL"),
+            ("route / { effect allow; allow_bearer yes; }", "proxy.conf:1: 'yes' is not on or off"),
+        ]
+        for (text, message) in cases { #expect(error(text) == message, "\(text)") }
+    }
 }

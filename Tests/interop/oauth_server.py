@@ -5,16 +5,22 @@ with Authlib's JWTBearerTokenGenerator, and serves RFC 8414 metadata and the JWK
 Test-only policy hooks, in the token request's form: `on_behalf_of` (the human `sub`) and
 `actors` (comma-separated, outermost last: RFC 8693 `act`). A `DPoP` header binds the token to
 the proof's key (cnf.jkt); the AS does not check that proof (the proxy is what is under test).
+
+`/token-opaque` issues opaque tokens (a second Authlib AuthorizationServer with its default
+generator), and `/introspect` is Authlib's RFC 7662 IntrospectionEndpoint for them, open to the
+client `mandate-rs` (client_secret_basic).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.jose import JsonWebKey
 from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
@@ -51,6 +57,16 @@ class Client(ClientMixin):
         return grant_type == "client_credentials"
 
 
+class Issued(dict):
+    """An opaque token's introspection answer, with what Authlib asks of a token."""
+
+    def is_expired(self):
+        return self["exp"] <= time.time()
+
+    def is_revoked(self):
+        return False
+
+
 class AuthServer:
     def __init__(self, cert: str, key: str, audience: str):
         self.port = 0
@@ -60,7 +76,9 @@ class AuthServer:
         self.jwks_status = 200
         self.jwks_hits = 0
         self.lock = threading.Lock()
-        self.clients = {"agent-app": Client("agent-app", "s3cret")}
+        self.clients = {"agent-app": Client("agent-app", "s3cret"), "mandate-rs": Client("mandate-rs", "rs p@ss&word")}
+        self.opaque: dict[str, dict] = {}   # access_token → what introspection says
+        self.introspections = 0
         app = Flask("mandate-test-as")
         outer = self
 
@@ -95,6 +113,41 @@ class AuthServer:
         @app.post("/token")
         def token():
             return self.server.create_token_response()
+
+        def keep(token, req):
+            extra = Generator(issuer="").get_extra_claims(req.client, "client_credentials", None, token.get("scope"))
+            now = int(time.time())
+            self.opaque[token["access_token"]] = Issued({
+                "active": True, "iss": self.issuer, "aud": self.audience, "client_id": req.client.get_client_id(),
+                "sub": extra.pop("sub", req.client.get_client_id()), "scope": token.get("scope", ""), "iat": now,
+                "exp": now + int(token.get("expires_in", 3600)), "token_type": "Bearer", **extra})
+
+        self.opaque_server = AuthorizationServer(app, query_client=lambda cid: self.clients.get(cid), save_token=keep)
+        self.opaque_server.register_grant(grants.ClientCredentialsGrant)
+
+        class Introspect(IntrospectionEndpoint):
+            CLIENT_AUTH_METHODS = ["client_secret_basic"]
+
+            def query_token(self, token_string, token_type_hint):
+                return outer.opaque.get(token_string)
+
+            def introspect_token(self, token):
+                return dict(token)
+
+            def check_permission(self, token, client, request):
+                return client.client_id == "mandate-rs"
+
+        self.opaque_server.register_endpoint(Introspect)
+
+        @app.post("/token-opaque")
+        def token_opaque():
+            return self.opaque_server.create_token_response()
+
+        @app.post("/introspect")
+        def introspect():
+            with self.lock:
+                self.introspections += 1
+            return self.opaque_server.create_endpoint_response("introspection")
 
         @app.get("/.well-known/oauth-authorization-server")
         def metadata():

@@ -39,7 +39,8 @@ def auth(tmp_path_factory):
     s.stop()
 
 
-def token(auth: AuthServer, *, scope="echo", on_behalf_of=None, actors=(), dpop_key: Key | None = None) -> str:
+def token(auth: AuthServer, *, scope="echo", on_behalf_of=None, actors=(), dpop_key: Key | None = None,
+          endpoint="/token") -> str:
     form = {"grant_type": "client_credentials", "scope": scope}
     if on_behalf_of:
         form["on_behalf_of"] = on_behalf_of
@@ -48,8 +49,8 @@ def token(auth: AuthServer, *, scope="echo", on_behalf_of=None, actors=(), dpop_
     headers = {"Authorization": "Basic " + base64.b64encode(b"agent-app:s3cret").decode(),
                "Content-Type": "application/x-www-form-urlencoded"}
     if dpop_key:
-        headers["DPoP"] = proof(dpop_key, "POST", auth.issuer + "/token", "")
-    req = urllib.request.Request(auth.issuer + "/token", data=urllib.parse.urlencode(form).encode(), headers=headers)
+        headers["DPoP"] = proof(dpop_key, "POST", auth.issuer + endpoint, "")
+    req = urllib.request.Request(auth.issuer + endpoint, data=urllib.parse.urlencode(form).encode(), headers=headers)
     ctx = ssl.create_default_context(cafile=auth.ca_file)
     with urllib.request.urlopen(req, context=ctx) as r:
         return json.loads(r.read())["access_token"]
@@ -87,7 +88,8 @@ class OAuthProxy:
 @pytest.fixture(scope="module")
 def oauth_proxy(tmp_path_factory, upstream, auth, ids):
     block = (f"oauth_issuer {auth.issuer} {{ ca {auth.ca_file}; allow_private_addresses on; refresh 2s; kid_cooldown 1s; "
-             "max_act_depth 3; }\n")
+             f"max_act_depth 3; introspection_endpoint {auth.issuer}/introspect; client_id mandate-rs; "
+             "client_secret 'rs p@ss&word'; introspection_cache 1s; }\n")
     p = OAuthProxy(tmp_path_factory.mktemp("oauthproxy"), auth.proxy_port, upstream.port, {"Alice": ids.alice.did}, block)
     yield p
     p.stop()
@@ -210,5 +212,45 @@ def test_issuer_unreachable_at_start_fails_closed(tmp_path, upstream, ids):
         o = p.send({"Authorization": "Bearer " + tok}, "/open/x")
         assert_refused(o, 503, "temporarily_unavailable", "keys are not available")
         assert o.response_headers.get("retry-after") == ["1"]
+    finally:
+        p.stop()
+
+
+# --- opaque tokens through RFC 7662 introspection -----------------------------------------------
+
+
+def test_opaque_token_is_introspected_and_cached(oauth_proxy, auth):
+    key = Key.ed25519()
+    tok = token(auth, endpoint="/token-opaque", on_behalf_of="carol@example.com", dpop_key=key)
+    assert tok.count(".") != 2  # opaque
+    before = auth.introspections
+    for i in range(4):
+        up = assert_forwarded(oauth_proxy.send(oauth_proxy.dpop(tok, key, f"/echo/{i}"), f"/echo/{i}"))
+        assert up["mandate-principal"] == ["carol@example.com"]
+        assert up["mandate-issuer"] == [auth.issuer]
+    assert auth.introspections - before == 1  # cached (introspection_cache 1 s)
+    # DPoP-bound through introspection's cnf.jkt: another key's proof is refused.
+    assert_refused(oauth_proxy.send(oauth_proxy.dpop(tok, Key.ed25519())), 401, "invalid_dpop_proof")
+
+
+def test_revoked_opaque_token_stops_working_after_the_cache(oauth_proxy, auth):
+    tok = token(auth, endpoint="/token-opaque")
+    assert_forwarded(oauth_proxy.send({"Authorization": "Bearer " + tok}, "/open/x"))
+    del auth.opaque[tok]  # revoked at the authorization server
+    time.sleep(1.2)
+    assert_refused(oauth_proxy.send({"Authorization": "Bearer " + tok}, "/open/x"), 401, "invalid_token", "not active")
+    unknown = "no-such-token-" + b64u(bytes(8))
+    assert_refused(oauth_proxy.send({"Authorization": "Bearer " + unknown}, "/open/x"), 401, "invalid_token", "not active")
+
+
+def test_introspection_failure_fails_closed(tmp_path, upstream, auth, ids):
+    port = free_port()
+    block = (f"oauth_issuer {auth.issuer} {{ ca {auth.ca_file}; allow_private_addresses on; "
+             f"introspection_endpoint {auth.issuer}/introspect; client_id mandate-rs; client_secret wrong; }}\n")
+    p = OAuthProxy(tmp_path, port, upstream.port, {"Alice": ids.alice.did}, block)
+    try:
+        tok = token(auth, endpoint="/token-opaque")
+        o = p.send({"Authorization": "Bearer " + tok}, "/open/x")
+        assert_refused(o, 503, "temporarily_unavailable", "introspection failed (HTTP 401)")
     finally:
         p.stop()

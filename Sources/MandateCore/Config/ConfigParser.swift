@@ -159,6 +159,10 @@ public struct ConfigParser {
             case "oauth_issuer":
                 let i = try oauthIssuer(d)
                 if c.oauthIssuers.contains(where: { $0.issuer == i.issuer }) { throw error(d.line, "oauth_issuer \(i.issuer) is duplicate") }
+                // An opaque token names no issuer: one endpoint, or which would it go to?
+                if i.introspection != nil && c.oauthIssuers.contains(where: { $0.introspection != nil }) {
+                    throw error(d.line, "only one oauth_issuer may introspect opaque tokens")
+                }
                 c.oauthIssuers.append(i)
             case "route": c.routes.append(try route(d))
             default:
@@ -344,6 +348,7 @@ public struct ConfigParser {
         }
         var i = ProxyConfig.OAuthIssuer(issuer: url.text)
         var seen: Set<String> = []
+        var endpoint: String?, clientID: String?, secret: String?, cache: Double?
         for b in d.block ?? [] {
             guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in oauth_issuer") }
             switch b.name {
@@ -358,9 +363,23 @@ public struct ConfigParser {
             case "refresh": i.keys.refresh = try duration(one(b), max: 86400)
             case "kid_cooldown": i.keys.kidCooldown = try duration(one(b), max: 3600)
             case "max_act_depth": i.maxActDepth = try int(one(b), 0...16)
+            case "introspection_endpoint":
+                let v = try one(b)
+                guard v.text.hasPrefix("https://") else { throw error(v.line, "introspection_endpoint must be an https URL") }
+                endpoint = v.text
+            case "client_id": clientID = try one(b).text
+            case "client_secret": secret = try one(b).text
+            case "introspection_cache": cache = try duration(one(b), max: 3600)
             default:
-                throw error(b.line, "unknown directive '\(b.name)' in oauth_issuer (audience, jwks_uri, ca, allow_private_addresses, timeout, refresh, kid_cooldown, max_act_depth)")
+                throw error(b.line, "unknown directive '\(b.name)' in oauth_issuer (audience, jwks_uri, ca, allow_private_addresses, timeout, refresh, kid_cooldown, max_act_depth, introspection_endpoint, client_id, client_secret, introspection_cache)")
             }
+        }
+        if endpoint != nil || clientID != nil || secret != nil || cache != nil {
+            guard let endpoint, let clientID, let secret else {
+                throw error(d.line, "introspection needs introspection_endpoint, client_id and client_secret together")
+            }
+            i.introspection = ProxyConfig.Introspection(endpoint: endpoint, clientID: clientID, clientSecret: secret)
+            if let cache { i.introspection!.cache = cache }
         }
         return i
     }

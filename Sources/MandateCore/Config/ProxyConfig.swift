@@ -63,7 +63,20 @@ public struct ProxyConfig: Sendable {
         public var keys = IssuerKeys.Settings()
         /// RFC 8693 act nesting allowed.
         public var maxActDepth = 4
+        /// RFC 7662 introspection of opaque tokens (at most one issuer has it).
+        public var introspection: Introspection?
         public init(issuer: String) { self.issuer = issuer }
+    }
+
+    public struct Introspection: Sendable, Equatable {
+        public var endpoint: String
+        public var clientID: String
+        public var clientSecret: String
+        /// Longest an active answer is reused (never past the token's exp).
+        public var cache: Double = 60
+        public init(endpoint: String, clientID: String, clientSecret: String) {
+            self.endpoint = endpoint; self.clientID = clientID; self.clientSecret = clientSecret
+        }
     }
 
     public enum Effect: String, Sendable { case allow, deny, approve }

@@ -63,29 +63,10 @@ public struct AccessTokenRules: Sendable {
         case .array(let list)? where list.contains(where: { $0.string.map { sameBytes($0, audience) } ?? false }): break
         default: return refuse("aud does not include \(audience)")
         }
-        guard let sub = c["sub"]?.string, Self.isSafe(sub) else { return refuse("sub is required (printable, no comma)") }
-        guard let client = c["client_id"]?.string, Self.isSafe(client) else { return refuse("client_id is required (RFC 9068 §2.2)") }
-        var scopes: [String] = []
-        if let s = c["scope"] {
-            guard let text = s.string else { return refuse("scope must be a string") }
-            scopes = text.split(separator: " ").map(String.init)
-        }
-        // RFC 8693 §4.1: the outermost act is the current actor; nested ones came before it.
-        var actors: [String] = []
-        var act = c["act"]
-        while let a = act {
-            guard let o = a.object, let who = o["sub"]?.string, Self.isSafe(who) else { return refuse("act must be an object with a sub") }
-            actors.append(who)
-            guard actors.count <= issuer.settings.maxActDepth else {
-                return refuse("act is nested deeper than \(issuer.settings.maxActDepth)")
-            }
-            act = o["act"]
-        }
-        var jkt: String?, x5t: String?
-        if let cnf = c["cnf"] {
-            guard let o = cnf.object else { return refuse("cnf must be an object") }
-            jkt = o["jkt"]?.string; x5t = o["x5t#S256"]?.string
-            guard (jkt == nil) != (x5t == nil) else { return refuse("cnf must hold exactly one of jkt and x5t#S256") }
+        let who: Identity
+        switch Self.identity(c, settings: issuer.settings) {
+        case .success(let i): who = i
+        case .failure(let r): return refuse(r.text)
         }
         switch issuer.keys.key(kid) {
         case .pending(let r): return .pending(r)
@@ -98,13 +79,55 @@ public struct AccessTokenRules: Sendable {
             // The algorithm is the key's (one per key): a mismatching alg is refused by verify.
             if case .failure(let r) = jws.verify(with: key) { return refuse(r.description) }
         }
-        let agent = actors.first ?? client
-        let chain = [sub] + actors.reversed()
-        return .verified(VerifiedChain(
-            principal: sub, agent: agent, dids: actors.isEmpty ? [sub, client] : chain, scopes: scopes,
-            proofKeyThumbprint: jkt ?? "", notBefore: notBefore, expiresAt: exp, ancestry: [],
-            certificateThumbprint: x5t, certificateKeys: nil,
-            resolvedUntil: now + Int64(issuer.settings.keys.refresh), issuer: iss))
+        return .verified(who.chain(issuer: iss, notBefore: notBefore, expiresAt: exp, reverifyAt: now + Int64(issuer.settings.keys.refresh)))
+    }
+
+    /// Who a token (its JWT claims, or an introspection response) says is calling.
+    struct Identity {
+        var sub: String
+        var client: String?
+        var scopes: [String]
+        /// Outermost (current) first.
+        var actors: [String]
+        var jkt: String?
+        var x5t: String?
+
+        func chain(issuer: String, notBefore: Int64, expiresAt: Int64, reverifyAt: Int64) -> VerifiedChain {
+            let agent = actors.first ?? client ?? sub
+            let dids = actors.isEmpty ? [sub] + (client.map { [$0] } ?? []) : [sub] + actors.reversed()
+            return VerifiedChain(principal: sub, agent: agent, dids: dids, scopes: scopes, proofKeyThumbprint: jkt ?? "",
+                                 notBefore: notBefore, expiresAt: expiresAt, ancestry: [], certificateThumbprint: x5t,
+                                 certificateKeys: nil, resolvedUntil: reverifyAt, issuer: issuer)
+        }
+    }
+
+    /// RFC 9068 §2.2 and RFC 7662 §2.2 claims (`sub`, `client_id`, `scope`, `cnf`), RFC 8693 `act`.
+    static func identity(_ c: JSONObject, settings: ProxyConfig.OAuthIssuer, requireClient: Bool = true) -> Result<Identity, Reason> {
+        guard let sub = c["sub"]?.string, isSafe(sub) else { return .failure(Reason("sub is required (printable, no comma)")) }
+        let client = c["client_id"]?.string
+        if let client, !isSafe(client) { return .failure(Reason("client_id must be printable, without comma")) }
+        if requireClient && client == nil { return .failure(Reason("client_id is required (RFC 9068 §2.2)")) }
+        var scopes: [String] = []
+        if let s = c["scope"] {
+            guard let text = s.string else { return .failure(Reason("scope must be a string")) }
+            scopes = text.split(separator: " ").map(String.init)
+        }
+        // RFC 8693 §4.1: the outermost act is the current actor; nested ones came before it.
+        var actors: [String] = []
+        var act = c["act"]
+        while let a = act {
+            guard let o = a.object, let who = o["sub"]?.string, isSafe(who) else { return .failure(Reason("act must be an object with a sub")) }
+            actors.append(who)
+            guard actors.count <= settings.maxActDepth else { return .failure(Reason("act is nested deeper than \(settings.maxActDepth)")) }
+            act = o["act"]
+        }
+        var jkt: String?, x5t: String?
+        if let cnf = c["cnf"] {
+            guard let o = cnf.object else { return .failure(Reason("cnf must be an object")) }
+            jkt = o["jkt"]?.string; x5t = o["x5t#S256"]?.string
+            guard (jkt == nil) != (x5t == nil) else { return .failure(Reason("cnf must hold exactly one of jkt and x5t#S256")) }
+        }
+        return .success(Identity(sub: sub, client: client, scopes: scopes, actors: actors, jkt: jkt, x5t: x5t))
     }
 
     /// Into headers and the log: printable ASCII without comma (the chain's separator), ≤ 256 bytes.

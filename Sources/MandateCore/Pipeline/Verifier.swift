@@ -27,7 +27,10 @@ public final class Verifier: RequestGate {
     public struct Resolvers: Sendable {
         public var didWeb: DIDWebResolver?
         public var issuers: [IssuerKeys]
-        public init(didWeb: DIDWebResolver? = nil, issuers: [IssuerKeys] = []) { self.didWeb = didWeb; self.issuers = issuers }
+        public var introspector: Introspector?
+        public init(didWeb: DIDWebResolver? = nil, issuers: [IssuerKeys] = [], introspector: Introspector? = nil) {
+            self.didWeb = didWeb; self.issuers = issuers; self.introspector = introspector
+        }
     }
 
     public convenience init(config: ProxyConfig, replay: (any ReplayStore)? = nil, resolvers: Resolvers = Resolvers()) throws(Reason) {
@@ -166,13 +169,16 @@ public final class Verifier: RequestGate {
             chain = hit
         } else {
             // An OAuth access token (RFC 9068 typ at+jwt) stands alone; anything else is a delegation.
+            // An opaque token (not shaped as a JWS) goes to the introspection endpoint, if any.
             let outcome: ChainWalker.Outcome
-            if !accessTokens.issuers.isEmpty, case .success(let seg) = CompactJWS.split(credential.leaf, limits: limits),
-               case .success(let (header, _)) = CompactJWS.header(seg.header), AccessTokenRules.isAccessToken(header) {
+            let segments = try? CompactJWS.split(credential.leaf, limits: limits).get()
+            let header = segments.flatMap { try? CompactJWS.header($0.header).get().0 }
+            let opaque = segments == nil && resolvers.introspector != nil
+            if !accessTokens.issuers.isEmpty, opaque || header.map(AccessTokenRules.isAccessToken) == true {
                 guard credential.ancestors.isEmpty else {
                     return refuse(Denial(.invalidRequest, "Agent-Delegation is for delegation chains, not with an access token"))
                 }
-                outcome = accessTokens.verify(credential.leaf, now: now)
+                outcome = opaque ? resolvers.introspector!.lookup(credential.leaf, now: now) : accessTokens.verify(credential.leaf, now: now)
             } else {
                 outcome = walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now)
             }

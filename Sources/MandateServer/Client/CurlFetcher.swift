@@ -7,7 +7,7 @@ import MandateCore
 /// verified TLS (the system's CAs or `ca`), https only, no proxy from the environment, public
 /// addresses only unless allowed, at most `maxSize` bytes and `timeout` seconds, redirects
 /// followed only within the origin.
-public final class CurlFetcher: DocumentFetcher {
+public final class CurlFetcher: DocumentFetcher, FormPoster {
     let settings: ProxyConfig.FetchSettings
     private let queue = DispatchQueue(label: "mandate.did-web", attributes: .concurrent)
 
@@ -25,6 +25,11 @@ public final class CurlFetcher: DocumentFetcher {
             r.didWeb = running.flatMap { $0.0.didWeb == w ? $0.1.didWeb : nil }
                 ?? DIDWebResolver(fetcher: CurlFetcher(settings: w.fetch), settings: w.cache, clock: clock)
         }
+        for i in config.oauthIssuers where i.introspection != nil {
+            let kept = running.flatMap { old in old.0.oauthIssuers.contains(i) ? old.1.introspector : nil }
+            r.introspector = kept ?? Introspector(settings: i, defaultAudience: config.effectiveAudience,
+                                                  poster: CurlFetcher(settings: i.fetch), clock: clock)
+        }
         for i in config.oauthIssuers {
             let kept = running.flatMap { old in old.0.oauthIssuers.contains(i) ? old.1.issuers.first { $0.issuer == i.issuer } : nil }
             r.issuers.append(kept ?? IssuerKeys(issuer: i.issuer, jwksURI: i.jwksURI, settings: i.keys,
@@ -35,6 +40,62 @@ public final class CurlFetcher: DocumentFetcher {
 
     public func fetch(_ url: String, done: @escaping @Sendable (Result<[UInt8], Reason>) -> Void) {
         queue.async { [settings] in done(Self.get(url, settings)) }
+    }
+
+    public func post(_ url: String, form: String, user: String, password: String,
+                     done: @escaping @Sendable (Result<(status: Int, body: [UInt8]), Reason>) -> Void) {
+        queue.async { [settings] in done(Self.post(url, form, user, password, settings)) }
+    }
+
+    /// One POST, no redirects (RFC 7662 endpoints do not redirect a client's credentials).
+    static func post(_ url: String, _ form: String, _ user: String, _ password: String,
+                     _ s: ProxyConfig.FetchSettings) -> Result<(status: Int, body: [UInt8]), Reason> {
+        guard let h = curl_easy_init() else { return .failure(Reason("curl_easy_init failed")) }
+        defer { curl_easy_cleanup(h) }
+        let sink = Sink()
+        sink.limit = s.maxSize
+        var list: UnsafeMutablePointer<curl_slist>? = nil
+        list = curl_slist_append(list, "Accept: application/json")
+        list = curl_slist_append(list, "Content-Type: application/x-www-form-urlencoded")
+        defer { curl_slist_free_all(list) }
+        common(h, url, s, sink, list)
+        _ = mandate_curl_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, Int(s.timeout * 1000))
+        _ = mandate_curl_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, Int(s.timeout * 1000))
+        _ = mandate_curl_easy_setopt_long(h, CURLOPT_HTTPAUTH, 1)  // CURLAUTH_BASIC
+        _ = user.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_USERNAME, $0) }
+        _ = password.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_PASSWORD, $0) }
+        let rc = form.withCString { f -> CURLcode in
+            _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_COPYPOSTFIELDS, f)
+            return curl_easy_perform(h)
+        }
+        if sink.tooLarge || rc == CURLE_FILESIZE_EXCEEDED { return .failure(Reason("answer from \(url) is larger than \(s.maxSize) bytes")) }
+        guard rc == CURLE_OK else { return .failure(Reason("\(url): \(String(cString: curl_easy_strerror(rc)))")) }
+        var status = 0
+        _ = mandate_curl_easy_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        return .success((status, sink.body))
+    }
+
+    /// The options every fetch shares: https only, no proxy, verified TLS, the size cap, the
+    /// destination guard, the body sink.
+    static func common(_ h: UnsafeMutableRawPointer, _ url: String, _ s: ProxyConfig.FetchSettings, _ sink: Sink,
+                       _ list: UnsafeMutablePointer<curl_slist>?) {
+        _ = url.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_URL, $0) }
+        _ = "https".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, $0) }
+        _ = "".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_PROXY, $0) }
+        _ = "mandate/0.1".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_USERAGENT, $0) }
+        if let ca = s.caFile { _ = ca.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_CAINFO, $0) } }
+        _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_HTTPHEADER, list)
+        _ = mandate_curl_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+        _ = mandate_curl_easy_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0)
+        _ = mandate_curl_easy_setopt_off(h, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(s.maxSize))
+        _ = mandate_curl_guard_destinations(h, s.allowPrivateAddresses ? 1 : 0)
+        _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_WRITEDATA, Unmanaged.passUnretained(sink).toOpaque())
+        _ = mandate_curl_easy_setopt_write(h, CURLOPT_WRITEFUNCTION) { ptr, size, n, ud in
+            let sink = Unmanaged<Sink>.fromOpaque(ud!).takeUnretainedValue()
+            if sink.body.count + size * n > sink.limit { sink.tooLarge = true; return 0 }
+            sink.body += UnsafeRawBufferPointer(start: ptr, count: size * n)
+            return size * n
+        }
     }
 
     final class Sink {
@@ -51,30 +112,13 @@ public final class CurlFetcher: DocumentFetcher {
             defer { curl_easy_cleanup(h) }
             let sink = Sink()
             sink.limit = s.maxSize
-            let ctx = Unmanaged.passUnretained(sink).toOpaque()
             var list: UnsafeMutablePointer<curl_slist>? = nil
             list = curl_slist_append(list, "Accept: application/did+json, application/json")
             defer { curl_slist_free_all(list) }
-            _ = url.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_URL, $0) }
-            _ = "https".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, $0) }
-            _ = "".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_PROXY, $0) }
-            _ = "mandate/0.1".withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_USERAGENT, $0) }
-            if let ca = s.caFile { _ = ca.withCString { mandate_curl_easy_setopt_ptr(h, CURLOPT_CAINFO, $0) } }
-            _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_HTTPHEADER, list)
-            _ = mandate_curl_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
-            _ = mandate_curl_easy_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0)
+            common(h, url, s, sink, list)
             let left = max(1, Int((deadline - monotonicNow()) * 1000))
             _ = mandate_curl_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, left)
             _ = mandate_curl_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, left)
-            _ = mandate_curl_easy_setopt_off(h, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(s.maxSize))
-            _ = mandate_curl_guard_destinations(h, s.allowPrivateAddresses ? 1 : 0)
-            _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_WRITEDATA, ctx)
-            _ = mandate_curl_easy_setopt_write(h, CURLOPT_WRITEFUNCTION) { ptr, size, n, ud in
-                let sink = Unmanaged<Sink>.fromOpaque(ud!).takeUnretainedValue()
-                if sink.body.count + size * n > sink.limit { sink.tooLarge = true; return 0 }
-                sink.body += UnsafeRawBufferPointer(start: ptr, count: size * n)
-                return size * n
-            }
             let rc = curl_easy_perform(h)
             if sink.tooLarge || rc == CURLE_FILESIZE_EXCEEDED { return .failure(Reason("document at \(url) is larger than \(s.maxSize) bytes")) }
             guard rc == CURLE_OK else {
