@@ -18,7 +18,7 @@ let package = Package(
         // The pipeline: parse → prove possession → walk the chain → decide.
         .target(name: "MandateCore", dependencies: ["MandateCrypto", "MandateHTTP"]),
         // Event loops, connections, forwarding with libcurl, audit output.
-        .target(name: "MandateServer", dependencies: ["MandateCore", "MandateHTTP", "CMandateShim", "CCurl"]),
+        .target(name: "MandateServer", dependencies: ["MandateCore", "MandateHTTP", "MandateCrypto", "CMandateShim", "CCurl"]),
         // The load generator: epoll connections, minter threads, latency histograms.
         .target(name: "MandateLoad", dependencies: ["MandateCore", "MandateCrypto", "CMandateShim"]),
         .executableTarget(name: "mandate", dependencies: ["MandateServer", "MandateCore", "MandateCrypto", "MandateLoad"]),

@@ -61,3 +61,47 @@ func withBytes<C: Collection<UInt8>, R>(_ c: C, _ body: (UnsafeBufferPointer<UIn
     if let r = c.withContiguousStorageIfAvailable(body) { return r }
     return Array(c).withUnsafeBufferPointer(body)
 }
+
+/// SHA-256 or SHA-512 over a body that arrives in pieces (RFC 9530 Content-Digest).
+public final class StreamingDigest {
+    public enum Algorithm: Sendable { case sha256, sha512 }
+    public let algorithm: Algorithm
+    private let state: UnsafeMutableRawPointer
+
+    public init(_ algorithm: Algorithm) {
+        _ = Sodium.ready
+        self.algorithm = algorithm
+        switch algorithm {
+        case .sha256:
+            state = .allocate(byteCount: MemoryLayout<crypto_hash_sha256_state>.size, alignment: 16)
+            crypto_hash_sha256_init(state.assumingMemoryBound(to: crypto_hash_sha256_state.self))
+        case .sha512:
+            state = .allocate(byteCount: MemoryLayout<crypto_hash_sha512_state>.size, alignment: 16)
+            crypto_hash_sha512_init(state.assumingMemoryBound(to: crypto_hash_sha512_state.self))
+        }
+    }
+
+    deinit { state.deallocate() }
+
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let p = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        switch algorithm {
+        case .sha256: crypto_hash_sha256_update(state.assumingMemoryBound(to: crypto_hash_sha256_state.self), p, UInt64(bytes.count))
+        case .sha512: crypto_hash_sha512_update(state.assumingMemoryBound(to: crypto_hash_sha512_state.self), p, UInt64(bytes.count))
+        }
+    }
+
+    /// Once.
+    public func finish() -> [UInt8] {
+        switch algorithm {
+        case .sha256:
+            var out = [UInt8](repeating: 0, count: 32)
+            crypto_hash_sha256_final(state.assumingMemoryBound(to: crypto_hash_sha256_state.self), &out)
+            return out
+        case .sha512:
+            var out = [UInt8](repeating: 0, count: 64)
+            crypto_hash_sha512_final(state.assumingMemoryBound(to: crypto_hash_sha512_state.self), &out)
+            return out
+        }
+    }
+}

@@ -443,7 +443,8 @@ final class ClientConnection {
             if inputHeld { inputHeld = false; loop.resumable.append(self) }
         } else if !ex.responseStarted && !broken {
             lifecycle.mustClose()
-            let denial = code == CURLE_OPERATION_TIMEDOUT
+            let denial = ex.digestMismatch ? Denial(.invalidRequest, "the body does not match its Content-Digest (RFC 9530)")
+                : code == CURLE_OPERATION_TIMEDOUT
                 ? Denial(.gatewayTimeout, "upstream timed out")
                 : Denial(.badGateway, ex.relayFailed ? "invalid upstream response" : "upstream unreachable")
             record?.reason = denial.code.rawValue

@@ -47,6 +47,7 @@ struct RequestIDGenerator {
 enum Curl {
     static let writePause = 0x1000_0001
     static let readPause = 0x1000_0001
+    static let readAbort = 0x1000_0000
     static let pauseRecv: Int32 = 1 << 0
     static let pauseSend: Int32 = 1 << 2
     static let socketTimeout: Int32 = -1

@@ -1,6 +1,7 @@
 import CCurl
 import CMandateShim
 import MandateCore
+import MandateCrypto
 import MandateHTTP
 
 /// One forwarded request as a libcurl easy handle in the loop's multi handle. The request body
@@ -16,6 +17,12 @@ final class UpstreamExchange {
     private var body: [UInt8] = []
     private var bodyOffset = 0
     private var bodyComplete = false
+    /// RFC 9530: the body is hashed as it arrives; its last byte goes upstream only once the
+    /// digest matched, so the upstream never gets a complete body that does not.
+    private let expectedDigest: ContentDigest?
+    private let digest: StreamingDigest?
+    private var digestChecked = false
+    private(set) var digestMismatch = false
     private(set) var sendPaused = false
     private(set) var receivePaused = false
     private(set) var responseStarted = false
@@ -31,6 +38,8 @@ final class UpstreamExchange {
         guard let easy = connection.loop.takeEasyHandle() else { return nil }
         self.connection = connection; self.easy = easy; self.requestID = requestID
         isHEAD = head.method == "HEAD"
+        expectedDigest = plan.bodyDigest
+        digest = plan.bodyDigest.map { StreamingDigest($0.algorithm) }
         relay = ResponseRelay(requestIsHEAD: isHEAD, clientMinorVersion: head.minorVersion)
         configure(head: head, plan: plan, settings: settings)
     }
@@ -141,6 +150,7 @@ final class UpstreamExchange {
 
     func appendBody(_ bytes: UnsafeRawBufferPointer) {
         if bodyOffset > 64 << 10 { body.removeFirst(bodyOffset); bodyOffset = 0 }
+        digest?.update(bytes)
         body.append(contentsOf: bytes)
         if sendPaused { unpause(send: true) }
     }
@@ -151,8 +161,14 @@ final class UpstreamExchange {
     }
 
     private func onRead(_ out: UnsafeMutableRawBufferPointer) -> Int {
-        let available = pendingBody
-        if available == 0 {
+        if let expectedDigest, bodyComplete, !digestChecked, let digest {
+            digestChecked = true
+            digestMismatch = !constantTimeEqual(digest.finish(), expectedDigest.digest)
+        }
+        if digestMismatch { return Curl.readAbort }
+        // With a digest to check, one byte waits for the end of the body.
+        let available = pendingBody - (digest != nil && !bodyComplete ? 1 : 0)
+        if available <= 0 {
             if bodyComplete { return 0 }
             sendPaused = true
             return Curl.readPause

@@ -12,8 +12,10 @@ public struct PresentedCredential: Sendable {
     public let ancestors: [ArraySlice<UInt8>]
     /// The raw Agent-Delegation value, to tie a cached chain to exactly what was presented.
     public let ancestry: [UInt8]
-    /// Empty for the Bearer scheme.
+    /// Empty for the Bearer scheme, and when an HTTP message signature is the proof.
     public let proof: ArraySlice<UInt8>
+    /// `DPoP` scheme with an RFC 9421 signature (Signature-Input, Signature) instead of a DPoP proof.
+    public let signed: Bool
 
     public struct Limits: Sendable {
         public var token = 8192
@@ -47,8 +49,12 @@ public struct PresentedCredential: Sendable {
         guard !leaf.isEmpty else { return .failure(Denial(.invalidToken, "empty credential")) }
         guard leaf.count <= limits.token else { return .failure(Denial(.invalidToken, "delegation token exceeds the size limit")) }
         var proof: ArraySlice<UInt8> = []
+        let signed = head.value("Signature-Input") != nil || head.value("Signature") != nil
         switch (scheme, head.value("DPoP")) {
-        case (.dpop, nil): return .failure(Denial(.invalidDPoPProof, "missing DPoP proof header"))
+        case (.dpop, nil):
+            guard signed else { return .failure(Denial(.invalidDPoPProof, "missing DPoP proof header")) }
+        case (.dpop, _?) where signed:
+            return .failure(Denial(.invalidRequest, "both a DPoP proof and an HTTP message signature: send one"))
         case (.dpop, let text?):
             proof = Array(text.utf8)[...]
             guard proof.count <= limits.token else { return .failure(Denial(.invalidDPoPProof, "DPoP proof exceeds the size limit")) }
@@ -73,6 +79,7 @@ public struct PresentedCredential: Sendable {
                 ancestors.append(ancestry[lo..<hi])
             }
         }
-        return .success(PresentedCredential(scheme: scheme, leaf: leaf, ancestors: ancestors, ancestry: ancestry, proof: proof))
+        return .success(PresentedCredential(scheme: scheme, leaf: leaf, ancestors: ancestors, ancestry: ancestry, proof: proof,
+                                            signed: signed && scheme == .dpop))
     }
 }

@@ -16,7 +16,8 @@ public struct UpstreamHeaders: Sendable {
         ("connection", .drop), ("keep-alive", .drop), ("proxy-connection", .drop), ("transfer-encoding", .drop),
         ("te", .drop), ("trailer", .drop), ("upgrade", .drop), ("proxy-authorization", .drop),
         ("proxy-authenticate", .drop),
-        ("authorization", .drop), ("dpop", .drop), ("agent-delegation", .drop), ("content-length", .drop),
+        ("authorization", .drop), ("dpop", .drop), ("agent-delegation", .drop), ("signature", .drop),
+        ("signature-input", .drop), ("content-length", .drop),
         ("x-forwarded-for", .forwardedFor), ("x-forwarded-proto", .forwardedProto),
         ("x-forwarded-host", .forwardedHost), ("forwarded", .forwarding), ("x-real-ip", .forwarding),
     ]

@@ -6,6 +6,7 @@ public struct Denial: Error, Sendable, Equatable {
         case missingCredential = "missing_credential"    // RFC 6750 §3.1: no error code in the challenge
         case invalidToken = "invalid_token"              // RFC 6750 §3.1
         case invalidDPoPProof = "invalid_dpop_proof"     // RFC 9449 §7.1
+        case invalidSignature = "invalid_signature"      // an RFC 9421 signature that does not prove possession
         case insufficientScope = "insufficient_scope"    // RFC 6750 §3.1
         case accessDenied = "access_denied"
         case approvalRequired = "approval_required"
@@ -46,7 +47,7 @@ public struct Denial: Error, Sendable, Equatable {
         switch code {
         case .missingCredential:
             return "DPoP algs=\"EdDSA ES256\"" + metadata
-        case .invalidToken, .invalidDPoPProof, .insufficientScope:
+        case .invalidToken, .invalidDPoPProof, .invalidSignature, .insufficientScope:
             var v = "DPoP error=\"\(code.rawValue)\", error_description=\"\(Self.quotable(description))\""
             if let s = requiredScope { v += ", scope=\"\(Self.quotable(s))\"" }
             return v + ", algs=\"EdDSA ES256\"" + metadata
@@ -94,7 +95,7 @@ extension Denial.Code {
     public var defaultStatus: Int {
         switch self {
         case .invalidRequest: 400
-        case .missingCredential, .invalidToken, .invalidDPoPProof: 401
+        case .missingCredential, .invalidToken, .invalidDPoPProof, .invalidSignature: 401
         case .insufficientScope, .accessDenied, .approvalRequired: 403
         case .notImplemented: 501
         case .requestTimeout: 408

@@ -79,7 +79,10 @@ public struct ForwardPlan: Sendable, Equatable {
     /// Already rewritten: hop-by-hop and credentials removed, Mandate-* and X-Forwarded-* set.
     public var headers: [HTTPHeader]
     public var facts: AuditFacts
-    public init(target: String, headers: [HTTPHeader], facts: AuditFacts) {
-        self.target = target; self.headers = headers; self.facts = facts
+    /// RFC 9530: the body must have this digest (a signed request's Content-Digest); the
+    /// upstream never receives the end of a body that does not.
+    public var bodyDigest: ContentDigest?
+    public init(target: String, headers: [HTTPHeader], facts: AuditFacts, bodyDigest: ContentDigest? = nil) {
+        self.target = target; self.headers = headers; self.facts = facts; self.bodyDigest = bodyDigest
     }
 }

@@ -90,7 +90,7 @@ public final class Verifier: RequestGate {
             if let q = head.query { target += "?" + q }
             let headers = upstreamHeaders.rewrite(head, chain: v.chain, requestID: requestID, peer: peer.address,
                                                   scheme: peer.tls ? "https" : "http")
-            return .forward(ForwardPlan(target: target, headers: headers, facts: v.facts))
+            return .forward(ForwardPlan(target: target, headers: headers, facts: v.facts, bodyDigest: v.bodyDigest))
         }
     }
 
@@ -98,6 +98,7 @@ public final class Verifier: RequestGate {
         public var chain: VerifiedChain
         public var path: String
         public var facts: AuditFacts
+        public var bodyDigest: ContentDigest? = nil
     }
 
     public struct Refusal: Error, Sendable {
@@ -137,7 +138,14 @@ public final class Verifier: RequestGate {
         // (RFC 9449 §4.3), or a client certificate to bind a Bearer leaf to (RFC 8705 §3).
         let leafHash = SHA256.hash(credential.leaf)
         var proof: DPoPProof?
+        var signature: MessageSignature?
+        var bodyDigest: ContentDigest?
         switch credential.scheme {
+        case .dpop where credential.signed:
+            switch signedRequestChecks(head, now: now) {
+            case .success(let (s, d)): signature = s; bodyDigest = d
+            case .failure(let d): return refuse(d)
+            }
         case .dpop:
             let p: DPoPProof
             switch DPoPProof.parse(credential.proof, limits: limits, headers: proofHeaders) {
@@ -196,7 +204,9 @@ public final class Verifier: RequestGate {
         }
         // 4. The caller holds the agent's key. Until that is shown, the chain is only claimed:
         // its identities stay out of the log.
-        if let proof {
+        if let signature {
+            if let d = signatureProvesPossession(signature, head, chain: chain, now: now) { return refuse(d) }
+        } else if let proof {
             if chain.certificateThumbprint != nil {
                 return refuse(Denial(.invalidToken, "the token is bound to a client certificate (cnf x5t#S256); present it with Authorization: Bearer over mutual TLS"))
             }
@@ -231,6 +241,74 @@ public final class Verifier: RequestGate {
             return refuse(Denial(.invalidToken, "this route needs a sender-constrained token (DPoP or mutual TLS); a plain Bearer access token is not accepted here"), facts)
         }
         if let denial { return refuse(denial, facts) }
-        return .success(Verified(chain: chain, path: path, facts: facts))
+        return .success(Verified(chain: chain, path: path, facts: facts, bodyDigest: bodyDigest))
+    }
+
+    /// RFC 9421 checks that need only the request: one signature, covering what pins this
+    /// request, fresh, with a nonce; and the body's expected digest (RFC 9530).
+    func signedRequestChecks(_ head: HTTPRequestHead, now: Int64) -> Result<(MessageSignature, ContentDigest?), Denial> {
+        let inputs = head.values("Signature-Input"), sigs = head.values("Signature")
+        guard inputs.count == 1, sigs.count == 1 else {
+            return .failure(Denial(.invalidSignature, "send Signature-Input and Signature once each"))
+        }
+        let s: MessageSignature
+        switch MessageSignature.parse(input: String(inputs[0]), signature: String(sigs[0])) {
+        case .success(let parsed): s = parsed
+        case .failure(let r): return .failure(Denial(.invalidSignature, r.text))
+        }
+        guard s.nonce != nil else { return .failure(Denial(.invalidSignature, "nonce is required (it is single use)")) }
+        let hasBody: Bool
+        switch head.framing {
+        case .none, .length(0): hasBody = false
+        default: hasBody = true
+        }
+        if let missing = s.missingCoverage(head, hasBody: hasBody) {
+            return .failure(Denial(.invalidSignature, "the signature must cover \(missing)"))
+        }
+        if s.created < now - maxAge(forIssuedAt: s.created) { return .failure(Denial(.invalidSignature, "the signature is too old (created)")) }
+        if s.created > now + config.dpopFutureSkew { return .failure(Denial(.invalidSignature, "the signature is from the future (created)")) }
+        if let e = s.expires, e <= now { return .failure(Denial(.invalidSignature, "the signature has expired")) }
+        var digest: ContentDigest?
+        if hasBody {
+            let fields = head.values("Content-Digest")
+            guard fields.count == 1 else { return .failure(Denial(.invalidRequest, "a signed body needs one Content-Digest field")) }
+            switch ContentDigest.parse(String(fields[0])) {
+            case .success(let d): digest = d
+            case .failure(let r): return .failure(Denial(.invalidRequest, r.text))
+            }
+        }
+        return .success((s, digest))
+    }
+
+    /// The signature is by the key the leaf is bound to (cnf.jkt), named by `keyid` as that
+    /// thumbprint or as the agent's verification method; then the nonce is spent.
+    func signatureProvesPossession(_ s: MessageSignature, _ head: HTTPRequestHead, chain: VerifiedChain, now: Int64) -> Denial? {
+        if chain.certificateThumbprint != nil {
+            return Denial(.invalidToken, "the token is bound to a client certificate (cnf x5t#S256); present it with Authorization: Bearer over mutual TLS")
+        }
+        guard !chain.proofKeyThumbprint.isEmpty else { return Denial(.invalidToken, "the token is not bound to a key (no cnf.jkt)") }
+        guard case .resolved(let doc, _) = walker.dids.lookup(chain.agent),
+              let method = doc.methods.first(where: {
+                  $0.authentication && $0.thumbprint == chain.proofKeyThumbprint
+                      && (sameBytes(s.keyID, chain.proofKeyThumbprint) || sameBytes(s.keyID, $0.id))
+              }) else {
+            return Denial(.invalidSignature, "keyid does not name the key the token is bound to")
+        }
+        let authority = String(publicOrigin.drop { $0 != ":" }.dropFirst(3))
+        let scheme = String(publicOrigin.prefix { $0 != ":" })
+        switch s.base(head, scheme: scheme, authority: authority) {
+        case .failure(let r): return Denial(.invalidSignature, r.text)
+        case .success(let base):
+            guard s.verify(base, with: method.key) else { return Denial(.invalidSignature, "the HTTP message signature does not verify") }
+        }
+        switch replay.claim(ReplayKey(thumbprint: chain.proofKeyThumbprint, jti: "rfc9421:" + s.nonce!),
+                            expiresAt: s.created + config.dpopMaxAge + 1, now: now) {
+        case .fresh: return nil
+        case .replayed: return Denial(.invalidSignature, "the signature's nonce has already been used")
+        case .full:
+            var d = Denial(.temporarilyUnavailable, "replay cache is full; retry shortly")
+            d.retryAfter = 1
+            return d
+        }
     }
 }
