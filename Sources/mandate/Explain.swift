@@ -13,7 +13,8 @@ enum Explain {
         let o = try Options(args, valued: ["--config", "-X", "-H", "--headers"])
         let config = try Serve.load(try o.required("--config"))
         let verifier: Verifier
-        do { verifier = try Verifier(config: config, resolvers: CurlFetcher.resolvers(for: config)) } catch { throw CLIError(message: error.text) }
+        let resolvers = try services(for: config)
+        do { verifier = try Verifier(config: config, resolvers: resolvers) } catch { throw CLIError(message: error.text) }
         guard o.positional.count == 1 else { throw CLIError(message: "explain needs a path like /invoices/1", status: 2) }
         var headers = [HTTPHeader("Host", "explain")]
         func field(_ h: Substring, _ origin: String) throws -> HTTPHeader {

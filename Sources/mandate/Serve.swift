@@ -7,7 +7,8 @@ enum Serve {
         let path = try o.required("--config")
         let config = try load(path)
         let verifier: Verifier
-        do { verifier = try Verifier(config: config, resolvers: CurlFetcher.resolvers(for: config)) } catch { throw CLIError(message: "\(path): \(error.text)") }
+        let resolvers = try services(for: config)
+        do { verifier = try Verifier(config: config, resolvers: resolvers) } catch { throw CLIError(message: "\(path): \(error.text)") }
         var err = StandardError()
         if config.principals.isEmpty { print("\(path): warning: no principal is enrolled, so every request is refused", to: &err) }
         if config.routes.isEmpty { print("\(path): warning: no route, so every request is refused", to: &err) }

@@ -33,7 +33,7 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
             do {
                 let next = try Serve.load(configPath)
                 let running = reloadable.verifier
-                let resolvers = CurlFetcher.resolvers(for: next, running: (running.config, running.resolvers))
+                let resolvers = try services(for: next, running: (running.config, running.resolvers))
                 let verifier = try running.successor(config: next, now: unixNow(), resolvers: resolvers)
                 reloadable.replace(with: verifier)
                 for failure in server.reloadTLS(next) { print("mandate: reload: \(failure)", to: &err) }
@@ -54,7 +54,27 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
         s.resume()
         sources.append(s)
     }
-    try withExtendedLifetime(sources) { try server.run() }
+    var admin: AdminServer?
+    if let a = config.adminListen {
+        do {
+            admin = try AdminServer(host: a.host, port: a.port) { reloadable.verifier.resolvers.txnTokens?.jwks }
+        } catch { throw CLIError(message: "\(error)") }
+        print("mandate: admin listener on \(a.host):\(admin!.port)", to: &err)
+        admin!.start()
+    }
+    try withExtendedLifetime((sources, admin)) { try server.run() }
+    admin?.stop()
+}
+
+/// What the verifier fetches and signs with: the network resolvers (kept across a reload where
+/// their settings did not change) and the Txn-Token keys, read from their files again.
+func services(for config: ProxyConfig, running: (ProxyConfig, Verifier.Resolvers)? = nil) throws -> Verifier.Resolvers {
+    var r = CurlFetcher.resolvers(for: config, running: running)
+    if let t = config.txnToken {
+        let keys = try t.keyFiles.map { try Files.loadKey($0) }
+        r.txnTokens = TxnTokenIssuer(keys: keys, settings: t)
+    }
+    return r
 }
 
 func demoUpstream(host: String, port: Int) throws -> DemoUpstream {
@@ -74,6 +94,7 @@ func restartOnlyChanges(_ a: ProxyConfig, _ b: ProxyConfig) -> [String] {
     if a.workers != b.workers { changed.append("workers") }
     if a.upstream != b.upstream { changed.append("upstream") }
     if a.accessLog != b.accessLog { changed.append("access_log") }
+    if a.adminListen != b.adminListen { changed.append("admin_listen") }
     if a.clientMaxBodySize != b.clientMaxBodySize || a.maxHeaderBytes != b.maxHeaderBytes
         || a.maxHeaderCount != b.maxHeaderCount || a.maxURILength != b.maxURILength { changed.append("HTTP limits") }
     if a.headerTimeout != b.headerTimeout || a.idleTimeout != b.idleTimeout || a.upstreamConnectTimeout != b.upstreamConnectTimeout

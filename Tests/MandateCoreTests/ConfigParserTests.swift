@@ -358,4 +358,19 @@ import MandateCrypto
         ]
         for (text, message) in cases { #expect(error(text) == message, "\(text)") }
     }
+
+    @Test func parsesTxnTokenAndAdminListen() throws {
+        let c = try ConfigParser.parse("""
+        upstream http://127.0.0.1:9000;
+        public_origin https://a.example;
+        admin_listen 127.0.0.1:9901;
+        txn_token { keys k2.jwk /etc/k1.jwk; trust_domain https://trust.example; workload gw; ttl 30s; }
+        """, file: "/etc/mandate/proxy.conf")
+        #expect(c.adminListen == ProxyConfig.Listen(host: "127.0.0.1", port: 9901))
+        var t = ProxyConfig.TxnToken(keyFiles: ["/etc/mandate/k2.jwk", "/etc/k1.jwk"], trustDomain: "https://trust.example")
+        t.workload = "gw"; t.ttl = 30
+        #expect(c.txnToken == t)
+        #expect(error("txn_token { keys a.jwk; }") == "proxy.conf:1: txn_token needs keys and trust_domain")
+        #expect(error("txn_token {\n keys a.jwk;\n trust_domain d;\n ttl 0s;\n}") == "proxy.conf:4: ttl must be above 0")
+    }
 }

@@ -110,7 +110,7 @@ public struct ConfigParser {
                 if let first = seen[d.name] { throw error(d.line, "'\(d.name)' is duplicate (first at line \(first))") }
                 seen[d.name] = d.line
             }
-            if d.block != nil && !["principal", "organization", "oauth_issuer", "route", "listen", "did_web"].contains(d.name) {
+            if d.block != nil && !["principal", "organization", "oauth_issuer", "route", "listen", "did_web", "txn_token"].contains(d.name) {
                 throw error(d.line, "'\(d.name)' does not take a block")
             }
             switch d.name {
@@ -155,6 +155,8 @@ public struct ConfigParser {
             case "access_log": c.accessLog = try one(d).text
             case "principal": c.principals.append(try principal(d))
             case "did_web": c.didWeb = try didWeb(d)
+            case "txn_token": c.txnToken = try txnToken(d)
+            case "admin_listen": c.adminListen = try address(one(d))
             case "organization": c.organizations.append(try organization(d))
             case "oauth_issuer":
                 let i = try oauthIssuer(d)
@@ -330,6 +332,32 @@ public struct ConfigParser {
         }
         guard !name.isEmpty else { throw error(d.line, "principal needs a name") }
         return ProxyConfig.Principal(did: did.text, name: name)
+    }
+
+    func txnToken(_ d: Directive) throws(ConfigError) -> ProxyConfig.TxnToken {
+        guard d.args.isEmpty, let block = d.block else { throw error(d.line, "txn_token takes a block: txn_token { keys FILE…; trust_domain D; }") }
+        var keys: [String]?, domain: String?, workload: String?, ttl: Double?
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in txn_token") }
+            switch b.name {
+            case "keys":
+                guard !b.args.isEmpty else { throw error(b.line, "keys needs at least one key file") }
+                keys = b.args.map { resolvePath($0.text) }
+            case "trust_domain": domain = try one(b).text
+            case "workload": workload = try one(b).text
+            case "ttl":
+                let v = try one(b)
+                ttl = try duration(v, max: 3600)
+                if ttl == 0 { throw error(v.line, "ttl must be above 0") }
+            default: throw error(b.line, "unknown directive '\(b.name)' in txn_token (keys, trust_domain, workload, ttl)")
+            }
+        }
+        guard let keys, let domain else { throw error(d.line, "txn_token needs keys and trust_domain") }
+        var t = ProxyConfig.TxnToken(keyFiles: keys, trustDomain: domain)
+        if let workload { t.workload = workload }
+        if let ttl { t.ttl = ttl }
+        return t
     }
 
     func onOff(_ t: Token) throws(ConfigError) -> Bool {

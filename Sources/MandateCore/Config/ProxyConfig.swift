@@ -79,6 +79,16 @@ public struct ProxyConfig: Sendable {
         }
     }
 
+    /// `txn_token { keys F…; trust_domain D; workload W; ttl 60s; }`: a signed Txn-Token per forwarded request.
+    public struct TxnToken: Sendable, Equatable {
+        /// Private JWK files (`mandate keygen`); the first signs, all are published.
+        public var keyFiles: [String]
+        public var trustDomain: String
+        public var workload = "mandate"
+        public var ttl: Double = 60
+        public init(keyFiles: [String], trustDomain: String) { self.keyFiles = keyFiles; self.trustDomain = trustDomain }
+    }
+
     public enum Effect: String, Sendable { case allow, deny, approve }
 
     public struct Route: Sendable, Equatable {
@@ -145,6 +155,9 @@ public struct ProxyConfig: Sendable {
     public var principals: [Principal] = []
     public var organizations: [Organization] = []
     public var oauthIssuers: [OAuthIssuer] = []
+    public var txnToken: TxnToken?
+    /// `admin_listen ADDR;`: the admin listener (JWKS, health); none when absent.
+    public var adminListen: Listen?
     public var routes: [Route] = []
 
     // Chain rules

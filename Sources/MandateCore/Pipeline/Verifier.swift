@@ -28,8 +28,11 @@ public final class Verifier: RequestGate {
         public var didWeb: DIDWebResolver?
         public var issuers: [IssuerKeys]
         public var introspector: Introspector?
-        public init(didWeb: DIDWebResolver? = nil, issuers: [IssuerKeys] = [], introspector: Introspector? = nil) {
-            self.didWeb = didWeb; self.issuers = issuers; self.introspector = introspector
+        /// Signs a Txn-Token for each forwarded request (its keys are read by the CLI).
+        public var txnTokens: TxnTokenIssuer?
+        public init(didWeb: DIDWebResolver? = nil, issuers: [IssuerKeys] = [], introspector: Introspector? = nil,
+                    txnTokens: TxnTokenIssuer? = nil) {
+            self.didWeb = didWeb; self.issuers = issuers; self.introspector = introspector; self.txnTokens = txnTokens
         }
     }
 
@@ -88,8 +91,11 @@ public final class Verifier: RequestGate {
         case .success(let v):
             var target = v.path
             if let q = head.query { target += "?" + q }
-            let headers = upstreamHeaders.rewrite(head, chain: v.chain, requestID: requestID, peer: peer.address,
+            var headers = upstreamHeaders.rewrite(head, chain: v.chain, requestID: requestID, peer: peer.address,
                                                   scheme: peer.tls ? "https" : "http")
+            if let t = resolvers.txnTokens {
+                headers.append(HTTPHeader("Txn-Token", t.token(chain: v.chain, requestID: requestID, peer: peer.address, now: now)))
+            }
             return .forward(ForwardPlan(target: target, headers: headers, facts: v.facts, bodyDigest: v.bodyDigest))
         }
     }

@@ -1,0 +1,121 @@
+import Glibc
+import CMandateShim
+import MandateCore
+import MandateHTTP
+import Synchronization
+
+/// The admin listener (`admin_listen`), apart from agent traffic: `/.well-known/jwks.json` (the
+/// Txn-Token keys), `/healthz` and `/readyz`. Low traffic: blocking sockets, a thread per
+/// connection, at most 32 at once, each bounded by a 10 s receive timeout.
+public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed after init
+    public let port: Int
+    private let fd: Int32
+    private let jwks: @Sendable () -> [UInt8]?
+    private let active = Atomic<Int>(0)
+
+    /// `jwks`: the current key set (read per request, so a reload rotates it), nil when there is none.
+    public init(host: String, port: Int, jwks: @escaping @Sendable () -> [UInt8]?) throws {
+        if port != 0 && mandate_port_in_use(host, Int32(port)) == 1 {
+            throw ServerError("admin_listen \(host):\(port): address already in use")
+        }
+        fd = mandate_listen_socket(host, Int32(port), 0, 64)
+        guard fd >= 0 else { throw ServerError("admin_listen \(host):\(port): cannot bind (errno \(errno))") }
+        _ = mandate_set_blocking(fd)
+        self.port = Int(mandate_local_port(fd))
+        self.jwks = jwks
+    }
+
+    public func run() {
+        while true {
+            let c = accept(fd, nil, nil)
+            if c < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            guard active.add(1, ordering: .relaxed).newValue <= 32 else {
+                active.subtract(1, ordering: .relaxed)
+                close(c)
+                continue
+            }
+            var tv = timeval(tv_sec: 10, tv_usec: 0)
+            _ = setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            pthread_detach(startThread { [self] in
+                serve(c)
+                active.subtract(1, ordering: .relaxed)
+            })
+        }
+        close(fd)
+    }
+
+    /// `run()` on a thread of its own.
+    public func start() { pthread_detach(startThread { [self] in run() }) }
+
+    public func stop() { shutdown(fd, Int32(MANDATE_SHUT_RDWR)) }
+
+    private func serve(_ c: Int32) {
+        defer { close(c) }
+        var parser = HTTPRequestParser(limits: HTTPParserLimits(maxURILength: 2048, maxHeaderBytes: 16 << 10, maxHeaderCount: 50,
+                                                               maxBodySize: 0))
+        var buffer = [UInt8](repeating: 0, count: 16 << 10)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
+            if n <= 0 { return }
+            var keep = true
+            buffer.withUnsafeBytes { raw in
+                var offset = 0
+                while keep {
+                    let (event, used) = parser.parse(UnsafeRawBufferPointer(rebasing: raw[offset ..< n]))
+                    offset += used
+                    switch event {
+                    case nil: return
+                    case .head(let h)?: keep = answer(c, h) && h.keepAlive
+                    case .body?, .end?: break
+                    case .error(let e)?:
+                        write(c, e.status, ["Connection": "close"], Denial(.invalidRequest, e.reason).jsonBody(requestID: "admin"))
+                        keep = false
+                    }
+                }
+            }
+            if !keep { return }
+        }
+    }
+
+    private func answer(_ c: Int32, _ h: HTTPRequestHead) -> Bool {
+        let json = ["Content-Type": "application/json"]
+        guard h.method == "GET" || h.method == "HEAD" else {
+            write(c, 405, json.merging(["Allow": "GET, HEAD"]) { a, _ in a },
+                  Denial(.invalidRequest, "the admin listener answers GET", status: 405).jsonBody(requestID: "admin"), head: false)
+            return true
+        }
+        let isHEAD = h.method == "HEAD"
+        switch h.path {
+        case "/healthz", "/readyz":
+            write(c, 200, json, Array("{\"status\":\"ok\"}\n".utf8), head: isHEAD)
+        case "/.well-known/jwks.json":
+            if let keys = jwks() {
+                write(c, 200, ["Content-Type": "application/jwk-set+json", "Cache-Control": "max-age=60"], keys, head: isHEAD)
+            } else {
+                write(c, 404, json, Denial(.invalidRequest, "no txn_token keys are configured", status: 404).jsonBody(requestID: "admin"),
+                      head: isHEAD)
+            }
+        default:
+            write(c, 404, json, Denial(.invalidRequest, "not found", status: 404).jsonBody(requestID: "admin"), head: isHEAD)
+        }
+        return true
+    }
+
+    private func write(_ c: Int32, _ status: Int, _ fields: [String: String], _ body: [UInt8], head: Bool = false) {
+        var out: [UInt8] = []
+        HTTPResponseWriter.appendStatusLine(status, to: &out)
+        for (k, v) in fields.sorted(by: { $0.key < $1.key }) { HTTPResponseWriter.appendField(k, v, to: &out) }
+        HTTPResponseWriter.appendField("Content-Length", body.count, to: &out)
+        out += [0x0D, 0x0A]
+        if !head { out += body }
+        var off = 0
+        while off < out.count {
+            let n = out.withUnsafeBytes { send(c, $0.baseAddress! + off, $0.count - off, Int32(MANDATE_MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            off += n
+        }
+    }
+}
