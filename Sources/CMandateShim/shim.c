@@ -310,3 +310,40 @@ CURLcode mandate_curl_guard_destinations(CURL *h, int allow_private) {
     if (rc != CURLE_OK) return rc;
     return curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, allow_private ? (void *)1 : NULL);
 }
+
+// MARK: RSA (RS256, RFC 7518 §3.3): OAuth authorization servers' keys only
+#include <openssl/rsa.h>
+#include <openssl/err.h>
+mandate_rsa_key *mandate_rsa_key_new(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen) {
+    // 2048 to 8192 bits: smaller is breakable, larger is a denial of service per verify.
+    while (nlen > 0 && n[0] == 0) { n++; nlen--; }
+    if (nlen < 256 || nlen > 1024 || elen == 0 || elen > 8) return NULL;
+    BIGNUM *bn = BN_bin2bn(n, (int)nlen, NULL), *be = BN_bin2bn(e, (int)elen, NULL);
+    OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+    EVP_PKEY *key = NULL;
+    if (bn && be && b && BN_is_odd(be) && BN_get_word(be) >= 3
+        && OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, bn) && OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, be)) {
+        OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(b);
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+        if (params && ctx && EVP_PKEY_fromdata_init(ctx) == 1) (void)EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params);
+        EVP_PKEY_CTX_free(ctx);
+        OSSL_PARAM_free(params);
+    }
+    OSSL_PARAM_BLD_free(b);
+    BN_free(bn); BN_free(be);
+    ERR_clear_error();
+    return key;
+}
+
+void mandate_rsa_key_free(mandate_rsa_key *k) { EVP_PKEY_free(k); }
+
+int mandate_rsa_verify_sha256(mandate_rsa_key *k, const uint8_t *msg, size_t len, const uint8_t *sig, size_t siglen) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = ctx && EVP_DigestVerifyInit(ctx, &pctx, EVP_sha256(), NULL, k) == 1
+        && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1
+        && EVP_DigestVerify(ctx, sig, siglen, msg, len) == 1;
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return ok;
+}

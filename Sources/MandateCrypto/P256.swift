@@ -66,3 +66,25 @@ public enum P256 {
         return ok == 1 ? sig : nil
     }
 }
+
+/// An RSA public key for RS256 (RFC 7518 §3.3, PKCS #1 v1.5 with SHA-256): accepted only for
+/// OAuth authorization servers' JWKS, 2048 to 8192 bits.
+public final class RSAPublicKey: @unchecked Sendable {  // EVP_PKEY: safe for concurrent verification
+    let key: OpaquePointer
+    /// Big-endian modulus and exponent, as the JWK had them (for the thumbprint).
+    public let n: [UInt8]
+    public let e: [UInt8]
+
+    public init?(n: [UInt8], e: [UInt8]) {
+        guard let key = mandate_rsa_key_new(n, n.count, e, e.count) else { return nil }
+        self.key = key; self.n = n; self.e = e
+    }
+
+    deinit { mandate_rsa_key_free(key) }
+
+    public func verify(signature: some Collection<UInt8>, message: some Collection<UInt8>) -> Bool {
+        withBytes(message) { m in withBytes(signature) { s in
+            mandate_rsa_verify_sha256(key, m.baseAddress, m.count, s.baseAddress, s.count) == 1
+        } }
+    }
+}

@@ -5,7 +5,7 @@ import MandateServer
 enum Keygen {
     static func run(_ args: [String]) throws {
         let o = try Options(args, valued: ["--alg", "--out"], flags: ["--force"])
-        guard let alg = JWSAlgorithm(rawValue: try o.required("--alg")) else {
+        guard let alg = JWSAlgorithm(rawValue: try o.required("--alg")), alg != .rs256 else {
             throw CLIError(message: "--alg is EdDSA or ES256", status: 2)
         }
         let out = try o.required("--out")

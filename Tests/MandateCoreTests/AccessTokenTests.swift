@@ -37,7 +37,8 @@ import MandateCrypto
 
     func token(_ claims: [(String, JSONValue)], kid: String = "k1", typ: String = "at+jwt") -> ArraySlice<UInt8> {
         var base: [(String, JSONValue)] = [("iss", .string(issuer)), ("aud", .string(publicOrigin)), ("sub", .string("alice")),
-                                           ("client_id", .string("app")), ("exp", .integer(now + 60))]
+                                           ("client_id", .string("app")), ("exp", .integer(now + 60)),
+                                           ("iat", .integer(now - 1)), ("jti", .string(Mint.newID()))]
         for (n, v) in claims { base.removeAll { $0.0 == n }; if v != .null { base.append((n, v)) } }
         return Array(signer.compactJWS(header: [("typ", .string(typ)), ("kid", .string(kid))], claims: JSONObject(members: base)).utf8)[...]
     }
@@ -84,6 +85,8 @@ import MandateCrypto
             (token([("exp", .integer(now - 100))]), "expired"),
             (token([("aud", .string("https://other.example"))]), "aud does not include"),
             (token([("client_id", .null)]), "client_id is required"),
+            (token([("jti", .null)]), "jti is required"),
+            (token([("iat", .null)]), "iat is required"),
             (token([("sub", .string("a,b"))]), "sub is required"),
             (token([("iss", .string("https://stranger.example"))]), "not a configured issuer"),
             (token([("nbf", .integer(now + 600))]), "nbf is in the future"),

@@ -88,9 +88,23 @@ import MandateCrypto
                 == .algorithmNotAllowed("HS256"))
     }
 
-    @Test func rejectsAlgRS256() {
-        #expect(refusal(parse(rawJWS(#"{"alg":"RS256"}"#, claims, signature: [UInt8](repeating: 1, count: 256))))
-                == .algorithmNotAllowed("RS256"))
+    /// RS256 parses (an OAuth issuer's tokens use it) but verifies only with an RSA key, which
+    /// only an issuer's JWKS can hold: never a DID's key, never a DPoP proof's jwk.
+    @Test func rs256OnlyWithAnRSAKey() throws {
+        let jws = try parse(rawJWS(#"{"alg":"RS256"}"#, claims, signature: [UInt8](repeating: 1, count: 256))).get()
+        #expect(jws.algorithm == .rs256)
+        guard case .failure(.algorithmKeyMismatch) = jws.verify(with: SigningKey.generate(.edDSA).verificationKey) else {
+            Issue.record("RS256 verified with an Ed25519 key"); return
+        }
+        let rsa = JSONObject(members: [("kty", .string("RSA")), ("n", .string(Base64URL.encode([UInt8](repeating: 0xC1, count: 256)))),
+                                       ("e", .string("AQAB"))])
+        guard case .failure(.unsupportedKeyType) = JWK.publicKey(rsa) else { Issue.record("RSA JWK accepted"); return }
+        guard case .success(.rsa) = JWK.publicKey(rsa, allowRSA: true) else { Issue.record("RSA JWK refused in a JWKS"); return }
+        // A 1024-bit modulus is refused even there.
+        let small = JSONObject(members: [("kty", .string("RSA")), ("n", .string(Base64URL.encode([UInt8](repeating: 0xC1, count: 128)))),
+                                         ("e", .string("AQAB"))])
+        guard case .failure = JWK.publicKey(small, allowRSA: true) else { Issue.record("1024-bit RSA accepted"); return }
+        #expect(refusal(parse(rawJWS(#"{"alg":"RS256"}"#, claims, signature: [UInt8](repeating: 1, count: 64)))) == .badSignatureEncoding)
     }
 
     @Test func rejectsAlgorithmNamesThatDifferOnlyInCase() {

@@ -68,9 +68,10 @@ class Issued(dict):
 
 
 class AuthServer:
-    def __init__(self, cert: str, key: str, audience: str):
+    def __init__(self, cert: str, key: str, audience: str, alg: str = "ES256"):
         self.port = 0
         self.audience = audience
+        self.alg = alg
         self.signing = [self.new_key("k1")]      # private keys Authlib signs with
         self.published = list(self.signing)      # what /jwks shows
         self.jwks_status = 200
@@ -165,11 +166,12 @@ class AuthServer:
         self.httpd = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=(cert, key))
         self.port = self.httpd.server_port
         self.issuer = f"https://localhost:{self.port}"
-        self.server.register_token_generator("default", Generator(issuer=self.issuer, alg="ES256"))
+        self.server.register_token_generator("default", Generator(issuer=self.issuer, alg=alg))
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    @staticmethod
-    def new_key(kid: str):
+    def new_key(self, kid: str):
+        if self.alg == "RS256":
+            return JsonWebKey.generate_key("RSA", 2048, is_private=True, options={"kid": kid})
         return JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": kid})
 
     def rotate(self, kid: str):

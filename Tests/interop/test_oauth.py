@@ -207,7 +207,7 @@ def test_issuer_unreachable_at_start_fails_closed(tmp_path, upstream, ids):
     try:
         h, c = b64u(b'{"alg":"ES256","typ":"at+jwt","kid":"k1"}'), b64u(json.dumps(
             {"iss": f"https://localhost:{dead}", "aud": p.origin, "sub": "a", "client_id": "c",
-             "exp": int(time.time()) + 60}).encode())
+             "exp": int(time.time()) + 60, "iat": int(time.time()), "jti": "j1"}).encode())
         tok = h + "." + c + "." + b64u(bytes(64))
         o = p.send({"Authorization": "Bearer " + tok}, "/open/x")
         assert_refused(o, 503, "temporarily_unavailable", "keys are not available")
@@ -254,3 +254,31 @@ def test_introspection_failure_fails_closed(tmp_path, upstream, auth, ids):
         assert_refused(o, 503, "temporarily_unavailable", "introspection failed (HTTP 401)")
     finally:
         p.stop()
+
+
+def test_rs256_issuer(tmp_path, upstream, ids):
+    """Most authorization servers sign with RS256 (RFC 9068 §2.1): their keys are accepted from
+    the JWKS, pinned to RS256, and only there (delegations and proofs stay EdDSA/ES256)."""
+    ca = make_ca("rs256 AS CA")
+    (tmp_path / "ca.pem").write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
+    cert, key = issue(ca, "localhost", server=True).write(tmp_path, "as")
+    port = free_port()
+    a = AuthServer(cert, key, audience=f"http://127.0.0.1:{port}", alg="RS256")
+    a.ca_file = str(tmp_path / "ca.pem")
+    try:
+        block = f"oauth_issuer {a.issuer} {{ ca {a.ca_file}; allow_private_addresses on; }}\n"
+        p = OAuthProxy(tmp_path, port, upstream.port, {"Alice": ids.alice.did}, block)
+        try:
+            dpop_key = Key.ed25519()
+            tok = token(a, on_behalf_of="dave@example.com", dpop_key=dpop_key)
+            assert json.loads(base64.urlsafe_b64decode(tok.split(".")[0] + "=="))["alg"] == "RS256"
+            up = assert_forwarded(p.send(p.dpop(tok, dpop_key)))
+            assert up["mandate-principal"] == ["dave@example.com"]
+            # The same token relabelled ES256 does not pass: the key has one algorithm.
+            h, c, s = tok.split(".")
+            relabelled = b64u(json.dumps(dict(json.loads(base64.urlsafe_b64decode(h + "==")), alg="ES256")).encode())
+            assert_refused(p.send(p.dpop(relabelled + "." + c + "." + s, dpop_key)), 401, "invalid_token")
+        finally:
+            p.stop()
+    finally:
+        a.stop()

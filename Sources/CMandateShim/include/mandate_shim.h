@@ -102,4 +102,9 @@ int mandate_p256_verify(mandate_p256_key *k, const uint8_t *msg, size_t len, con
 int mandate_p256_generate(uint8_t priv[32], uint8_t pub[65]);
 int mandate_p256_public_from_private(const uint8_t priv[32], uint8_t pub[65]);
 int mandate_p256_sign(const uint8_t priv[32], const uint8_t *msg, size_t len, uint8_t sig[64]);
+// MARK: OpenSSL RSA (RS256 for OAuth issuers' keys): n and e big-endian; NULL outside 2048-8192 bits.
+typedef struct evp_pkey_st mandate_rsa_key;
+mandate_rsa_key *mandate_rsa_key_new(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen);
+void mandate_rsa_key_free(mandate_rsa_key *k);
+int mandate_rsa_verify_sha256(mandate_rsa_key *k, const uint8_t *msg, size_t len, const uint8_t *sig, size_t siglen);
 #endif

@@ -69,10 +69,12 @@ public struct CompactJWS: Sendable {
         }
     }
 
-    /// RFC 7518 §3.4 / RFC 8032: both algorithms have 64-byte signatures (ECDSA as raw r‖s).
-    public static func signature(_ segment: ArraySlice<UInt8>) -> Result<[UInt8], JOSERefusal> {
+    /// RFC 7518 §3.4 / RFC 8032: 64-byte signatures (ECDSA as raw r‖s); RS256 (§3.3) the size
+    /// of a 2048 to 8192-bit modulus.
+    public static func signature(_ segment: ArraySlice<UInt8>, _ alg: JWSAlgorithm = .edDSA) -> Result<[UInt8], JOSERefusal> {
         guard let bytes = Base64URL.decode(segment) else { return .failure(.badBase64URL) }
-        return bytes.count == 64 ? .success(bytes) : .failure(.badSignatureEncoding)
+        let ok = alg == .rs256 ? (256...1024).contains(bytes.count) : bytes.count == 64
+        return ok ? .success(bytes) : .failure(.badSignatureEncoding)
     }
 
     /// Parses `token` (the whole compact string, as bytes).
@@ -87,7 +89,8 @@ public struct CompactJWS: Sendable {
 
     /// With the header already parsed (a proof's header repeats request after request).
     static func parse(_ s: Segments, header h: Result<(JSONObject, JWSAlgorithm), JOSERefusal>) -> Result<CompactJWS, JOSERefusal> {
-        switch (h, claims(s.payload), signature(s.signature)) {
+        let alg = (try? h.get())?.1 ?? .edDSA
+        switch (h, claims(s.payload), signature(s.signature, alg)) {
         case (.success(let (header, alg)), .success(let c), .success(let sig)):
             return .success(CompactJWS(header: header, claims: c, signingInput: s.signingInput, signature: sig, algorithm: alg))
         case (.failure(let r), _, _), (_, .failure(let r), _), (_, _, .failure(let r)):

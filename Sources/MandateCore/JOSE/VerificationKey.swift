@@ -1,20 +1,24 @@
 import MandateCrypto
 
-/// The JWS algorithms Mandate accepts (RFC 7518 §3.4, RFC 8037 §3.1). Nothing symmetric, no `none`.
+/// The JWS algorithms Mandate accepts (RFC 7518 §3.4, RFC 8037 §3.1; RS256, §3.3, only from an
+/// OAuth issuer's JWKS). Nothing symmetric, no `none`.
 public enum JWSAlgorithm: String, Sendable {
     case edDSA = "EdDSA"
     case es256 = "ES256"
+    case rs256 = "RS256"
 }
 
 /// A public key pinned to exactly one algorithm (RFC 8725 §3.1): OKP/Ed25519 ⇔ EdDSA, EC/P-256 ⇔ ES256.
 public enum VerificationKey: Sendable {
     case ed25519([UInt8])
     case p256(P256PublicKey)
+    case rsa(RSAPublicKey)
 
     public var algorithm: JWSAlgorithm {
         switch self {
         case .ed25519: .edDSA
         case .p256: .es256
+        case .rsa: .rs256
         }
     }
 
@@ -22,6 +26,7 @@ public enum VerificationKey: Sendable {
         switch self {
         case .ed25519(let pk): Ed25519.verify(signature: signature, message: input, publicKey: pk)
         case .p256(let key): key.verify(signature: signature, message: input)
+        case .rsa(let key): key.verify(signature: signature, message: input)
         }
     }
 
@@ -39,6 +44,12 @@ public enum VerificationKey: Sendable {
             Base64URL.encode(key.x, into: &json)
             json += #"","y":""#.utf8
             Base64URL.encode(key.y, into: &json)
+            json += #""}"#.utf8
+        case .rsa(let key):
+            json += #"{"e":""#.utf8
+            Base64URL.encode(key.e, into: &json)
+            json += #"","kty":"RSA","n":""#.utf8
+            Base64URL.encode(key.n, into: &json)
             json += #""}"#.utf8
         }
         return Base64URL.encode(SHA256.hash(json))
@@ -68,10 +79,20 @@ public enum JWK {
     /// Members that only a private (or symmetric) JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
     static let privateMembers: Set<String> = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 
-    /// A public OKP/Ed25519 or EC/P-256 JWK. Any private member refuses the whole key.
-    public static func publicKey(_ jwk: JSONObject) -> Result<VerificationKey, JWKError> {
+    /// A public OKP/Ed25519 or EC/P-256 JWK (and RSA, 2048 bits or more, where `allowRSA`: an
+    /// OAuth issuer's JWKS). Any private member refuses the whole key.
+    public static func publicKey(_ jwk: JSONObject, allowRSA: Bool = false) -> Result<VerificationKey, JWKError> {
         if jwk.names.contains(where: privateMembers.contains) { return .failure(.privateMembers) }
         guard let kty = jwk["kty"]?.string else { return .failure(.malformed("kty is required")) }
+        if kty == "RSA" && allowRSA {
+            guard let n = jwk["n"]?.string.flatMap({ Base64URL.decode($0.utf8) }),
+                  let e = jwk["e"]?.string.flatMap({ Base64URL.decode($0.utf8) }) else {
+                return .failure(.malformed("n and e must be base64url"))
+            }
+            guard let key = RSAPublicKey(n: n, e: e) else { return .failure(.malformed("RSA key below 2048 or above 8192 bits")) }
+            if let a = jwk["alg"], a.string != JWSAlgorithm.rs256.rawValue { return .failure(.algorithmMismatch) }
+            return .success(.rsa(key))
+        }
         guard kty == "OKP" || kty == "EC" else { return .failure(.unsupportedKeyType) }
         guard let crv = jwk["crv"]?.string else { return .failure(.malformed("crv is required")) }
         guard let x = jwk["x"]?.string else { return .failure(.malformed("x is required")) }

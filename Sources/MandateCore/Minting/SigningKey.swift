@@ -6,8 +6,10 @@ public enum SigningKey: Sendable {
     case ed25519(seed: [UInt8], publicKey: [UInt8])
     case p256(privateKey: [UInt8], publicKey: P256PublicKey)
 
+    /// RS256 is only verified (an OAuth issuer's), never minted: callers refuse it first.
     public static func generate(_ alg: JWSAlgorithm) -> SigningKey {
         switch alg {
+        case .rs256: preconditionFailure("RS256 keys are not made here")
         case .edDSA:
             let (seed, pk) = Ed25519.generate()
             return .ed25519(seed: seed, publicKey: pk)

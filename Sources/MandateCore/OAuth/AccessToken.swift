@@ -47,6 +47,9 @@ public struct AccessTokenRules: Sendable {
         default: return refuse("exp is required (a NumericDate)")
         }
         if now >= exp + clockSkew { return refuse("expired") }
+        // RFC 9068 §2.2: iat and jti are required too.
+        guard case .present = numericDate(c, "iat") else { return refuse("iat is required (a NumericDate)") }
+        guard let jti = c["jti"]?.string, !jti.isEmpty else { return refuse("jti is required (RFC 9068 §2.2)") }
         var notBefore = now
         for name in ["nbf", "iat"] {
             switch numericDate(c, name) {

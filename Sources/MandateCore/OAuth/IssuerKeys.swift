@@ -132,7 +132,7 @@ public final class IssuerKeys: Sendable {
 
     public static let maxKeys = 100
 
-    /// Signing keys by kid. Keys of other types (RSA), or for encryption, are skipped; a kid
+    /// Signing keys by kid. Keys of other types, or for encryption, are skipped; a kid
     /// given twice refuses the whole set (which key would it be?).
     static func jwks(_ bytes: [UInt8]) -> Result<[String: VerificationKey], Reason> {
         guard case .success(let o) = StrictJSON.parseObject(bytes), let list = o["keys"]?.array else {
@@ -145,7 +145,7 @@ public final class IssuerKeys: Sendable {
             guard let jwk = item.object, let kid = jwk["kid"]?.string else { continue }
             guard seen.insert(kid).inserted else { return .failure(Reason("the JWKS has kid \(kid) twice")) }
             if let use = jwk["use"]?.string, use != "sig" { continue }
-            if case .success(let k) = JWK.publicKey(jwk) { keys[kid] = k }
+            if case .success(let k) = JWK.publicKey(jwk, allowRSA: true) { keys[kid] = k }
         }
         return .success(keys)
     }
