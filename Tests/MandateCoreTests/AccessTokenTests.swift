@@ -112,4 +112,27 @@ import MandateCrypto
         #expect(IssuerKeys.metadataURLs("https://as.example") == ["https://as.example/.well-known/oauth-authorization-server",
                                                                "https://as.example/.well-known/openid-configuration"])
     }
+
+    /// RFC 8705 §3: an access token with cnf x5t#S256, sent as Bearer over that certificate.
+    @Test func certificateBoundAccessTokenThroughThePipeline() throws {
+        let t = Table(); served(t)
+        var cfg = config(principals: [])
+        var issuerSettings = ProxyConfig.OAuthIssuer(issuer: issuer)
+        issuerSettings.audience = publicOrigin
+        cfg.oauthIssuers = [issuerSettings]
+        let keys = IssuerKeys(issuer: issuer, jwksURI: nil, settings: .init(), fetcher: t, clock: { 1_000 })
+        let v = try Verifier(config: cfg, resolvers: .init(issuers: [keys]))
+        let x5t = Base64URL.encode(SHA256.hash(Array("client certificate DER".utf8)))
+        let tok = String(decoding: token([("cnf", .object(JSONObject(members: [("x5t#S256", .string(x5t))])))]), as: UTF8.self)
+        let h = head(leaf: tok, proof: nil, scheme: "Bearer")
+        let cert = ClientCertificate(thumbprint: x5t, keyThumbprint: nil)  // an RSA certificate binds too: no key rule here
+        _ = v.verify(h, certificate: cert, now: now)  // the first one waits for the JWKS
+        let ok = try v.verify(h, certificate: cert, now: now).get()
+        #expect(ok.chain.principal == "alice" && ok.chain.certificateThumbprint == x5t)
+        let other = ClientCertificate(thumbprint: Base64URL.encode(SHA256.hash(Array("other".utf8))), keyThumbprint: nil)
+        #expect(v.verify(h, certificate: other, now: now).denial?.description.contains("another client certificate") == true)
+        #expect(v.verify(h, certificate: nil, now: now).denial?.description.contains("none was presented") == true)
+        // The refusal challenges both schemes: Bearer is acceptable here.
+        #expect(v.verify(h, certificate: nil, now: now).denial?.challenges.count == 2)
+    }
 }

@@ -282,3 +282,15 @@ def test_rs256_issuer(tmp_path, upstream, ids):
             p.stop()
     finally:
         a.stop()
+
+
+def test_metadata_names_the_authorization_server(oauth_proxy, auth):
+    c = http.client.HTTPConnection("127.0.0.1", oauth_proxy.port, timeout=10)
+    c.request("GET", "/.well-known/oauth-protected-resource")
+    doc = json.loads(c.getresponse().read())
+    c.close()
+    assert doc["authorization_servers"] == [auth.issuer]
+    assert doc["dpop_bound_access_tokens_required"] is False  # a route accepts plain Bearer
+    # With OAuth configured Bearer is acceptable, so a refusal challenges both schemes.
+    o = oauth_proxy.send({})
+    assert [v.split(" ")[0] for v in o.response_headers["www-authenticate"]] == ["DPoP", "Bearer"]

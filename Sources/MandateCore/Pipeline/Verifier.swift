@@ -125,7 +125,8 @@ public final class Verifier: RequestGate {
         func refuse(_ d: Denial, _ facts: AuditFacts = AuditFacts()) -> Result<Verified, Refusal> {
             var d = d
             d.resourceMetadata = metadata.url
-            d.acceptsBearer = certificate != nil
+            // Bearer can succeed with a client certificate, or with an OAuth access token.
+            d.acceptsBearer = certificate != nil || !accessTokens.issuers.isEmpty
             return .failure(Refusal(denial: d, facts: facts))
         }
         // The path policy decides on, and the upstream sees.

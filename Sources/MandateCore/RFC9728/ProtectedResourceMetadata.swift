@@ -18,14 +18,19 @@ public struct ProtectedResourceMetadata: Sendable {
         for r in config.routes { for s in r.scopes where !scopes.contains(s) { scopes.append(s) } }
         var s = "{\"resource\":"
         JSONText.appendString(resource, to: &s)
+        if !config.oauthIssuers.isEmpty {
+            s += ",\"authorization_servers\":[" + config.oauthIssuers.map { i in var o = ""; JSONText.appendString(i.issuer, to: &o); return o }
+                .joined(separator: ",") + "]"
+        }
         s += ",\"bearer_methods_supported\":[\"header\"]"
         if !scopes.isEmpty {
             s += ",\"scopes_supported\":[" + scopes.map { v in var o = ""; JSONText.appendString(v, to: &o); return o }
                 .joined(separator: ",") + "]"
         }
         s += ",\"dpop_signing_alg_values_supported\":[\"EdDSA\",\"ES256\"]"
-        // Always DPoP unless certificate-bound delegations are possible too (RFC 8705 §3.1).
-        s += ",\"dpop_bound_access_tokens_required\":" + (mtls ? "false" : "true")
+        // Always DPoP unless certificate-bound tokens (RFC 8705 §3.1) or plain Bearer routes are possible too.
+        let bearer = !config.oauthIssuers.isEmpty && config.routes.contains(where: \.allowBearer)
+        s += ",\"dpop_bound_access_tokens_required\":" + (mtls || bearer ? "false" : "true")
         s += ",\"tls_client_certificate_bound_access_tokens\":" + (mtls ? "true" : "false")
         s += "}\n"
         document = Array(s.utf8)
