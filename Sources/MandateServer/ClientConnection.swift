@@ -560,7 +560,7 @@ final class ClientConnection {
         case 0:
             if verifyClient == .required { transportRefusal = "this listener requires a client certificate" }
         default:
-            transportRefusal = "the client certificate did not verify: \(String(cString: err))"
+            transportRefusal = "the client certificate did not verify: \(cText(err))"
         }
     }
 

@@ -79,3 +79,8 @@ enum Epoll {
 
 /// Whether something already listens on host:port (see `mandate_port_in_use`).
 public func portInUse(host: String, port: Int) -> Bool { mandate_port_in_use(host, Int32(port)) == 1 }
+
+/// A NUL-terminated C buffer as text (messages from the shim).
+func cText(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -172,7 +172,13 @@ class AuthServer:
     def new_key(self, kid: str):
         if self.alg == "RS256":
             return JsonWebKey.generate_key("RSA", 2048, is_private=True, options={"kid": kid})
-        return JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": kid})
+        # Authlib drops a leading zero byte of x or y (about 1 key in 100), which RFC 7518
+        # §6.2.1.2 forbids and Mandate (like PyJWT) refuses: keep the keys it encodes right.
+        while True:
+            k = JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": kid})
+            pub = k.as_dict(is_private=False)
+            if all(len(pub[c]) == 43 for c in ("x", "y")):
+                return k
 
     def rotate(self, kid: str):
         """A new signing key, published beside the old one."""

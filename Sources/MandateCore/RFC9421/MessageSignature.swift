@@ -94,7 +94,7 @@ public struct MessageSignature: Sendable {
                 // §2.1: field lines combined with ", ", each value trimmed.
                 let lines = head.values(c)
                 guard !lines.isEmpty else { return .failure(Reason("covered field \(c) is not in the request")) }
-                value = lines.map { String($0).trimmingOWS() }.joined(separator: ", ")
+                value = lines.map { Substring($0).trimmingASCIIWhitespace() }.joined(separator: ", ")
             }
             out += "\"\(c)\": \(value)\n"
         }
@@ -122,14 +122,5 @@ public struct ContentDigest: Sendable, Equatable {
         if let d = value("sha-512", 64) { return .success(ContentDigest(algorithm: .sha512, digest: d)) }
         if let d = value("sha-256", 32) { return .success(ContentDigest(algorithm: .sha256, digest: d)) }
         return .failure(Reason("Content-Digest has no sha-256 or sha-512 digest"))
-    }
-}
-
-extension String {
-    func trimmingOWS() -> String {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -9,7 +9,7 @@ public enum CertificateFile {
         var kind: Int32 = 0
         var err = [CChar](repeating: 0, count: 256)
         guard mandate_x509_file(path, &sha, &key, &kind, &err, err.count) == 1 else {
-            throw ServerError("\(path): not a PEM certificate (\(String(cString: err)))")
+            throw ServerError("\(path): not a PEM certificate (\(cText(err)))")
         }
         let did = kind == 1 ? DID.key(ed25519: Array(key[0 ..< 32])) : kind == 2 ? DID.key(p256: key) : nil
         return (ClientCertificate(derSHA256: sha, publicKey: rawKey(kind, key)), did)

@@ -29,7 +29,7 @@ final class TLSListener: Sendable {
         case .required: Int32(MANDATE_VERIFY_REQUIRED)
         }
         guard let ctx = mandate_tls_ctx_new(s.certificate, s.key, s.clientCA, verify, &err, err.count) else {
-            throw ServerError("\(s.origin): tls: \(String(cString: err))")
+            throw ServerError("\(s.origin): tls: \(cText(err))")
         }
         return ctx
     }
