@@ -171,6 +171,17 @@ import MandateCrypto
         #expect(isPending(r.lookup("did:web:b.example")))
     }
 
+    @Test func aFloodOfFailingDIDsDoesNotEvictDocuments() {
+        let f = HeldFetcher(), c = Clock(), r = resolver(f, c) { $0.maxEntries = 8; $0.burst = 1_000; $0.maxInFlight = 1_000 }
+        _ = r.lookup(did); f.answer(.success(doc(jwkMethod("k1", key))))
+        for i in 0 ..< 50 {
+            _ = r.lookup("did:web:flood\(i).example")
+            f.answer(.failure(Reason("HTTP 404")))
+        }
+        #expect(document(r.lookup(did)) != nil)  // still cached: no fetch, no 503 while the flood lasts
+        #expect(f.fetches == 51)
+    }
+
     // MARK: Through the pipeline
 
     @Test func forgedLinkNeverCausesAFetch() throws {

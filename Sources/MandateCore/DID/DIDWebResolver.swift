@@ -120,7 +120,10 @@ public final class DIDWebResolver: Sendable {
                 return (stale ? served(now + 1) : .failed("did:web fetches are rate-limited; retry shortly", temporary: true), nil)
             }
             if st.entries[did] == nil && st.entries.count >= s.maxEntries {
-                st.entries = st.entries.filter { $0.value.inFlight != nil }
+                // Failures go first: a flood of DIDs that do not resolve must not push out the
+                // documents honest chains rest on (nor their stale copies).
+                st.entries = st.entries.filter { $0.value.inFlight != nil || $0.value.document != nil }
+                if st.entries.count >= s.maxEntries { st.entries = st.entries.filter { $0.value.inFlight != nil } }
             }
             st.tokens -= 1
             st.inFlight += 1
