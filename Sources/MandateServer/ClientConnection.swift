@@ -614,8 +614,9 @@ final class ClientConnection {
         if let ex = exchange {
             loop.detach(ex)
             exchange = nil
-            if record != nil && record!.status == 0 { record!.status = 499 }  // client went away (nginx's 499)
         }
+        // Unanswered, forwarded or still waiting on a fetch: the client went away (nginx's 499).
+        if record != nil && record!.status == 0 { record!.status = 499 }
         if record != nil { writeLog() }
         if let tls { mandate_tls_free(tls) }
         Glibc.close(fd)
