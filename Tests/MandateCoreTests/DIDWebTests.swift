@@ -163,6 +163,17 @@ import MandateCrypto
         #expect(f.fetches == 3)
     }
 
+    @Test func aClockStepBackDoesNotDrainTheBudget() {
+        let f = HeldFetcher(), c = Clock(), r = resolver(f, c) { $0.fetchesPerSecond = 1; $0.burst = 2; $0.maxInFlight = 100 }
+        #expect(isPending(r.lookup("did:web:a.example")))
+        c.advance(-600)  // NTP steps the wall clock back ten minutes
+        #expect(isPending(r.lookup("did:web:b.example")))  // what was left of the burst
+        #expect(failure(r.lookup("did:web:c.example"))?.1 == true)
+        c.advance(1)
+        #expect(isPending(r.lookup("did:web:c.example")))  // refilled a second later, not ten minutes
+        #expect(f.fetches == 3)
+    }
+
     @Test func inFlightCapRefusesToo() {
         let f = HeldFetcher(), c = Clock(), r = resolver(f, c) { $0.maxInFlight = 1 }
         #expect(isPending(r.lookup("did:web:a.example")))

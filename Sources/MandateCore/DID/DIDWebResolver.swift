@@ -114,7 +114,8 @@ public final class DIDWebResolver: Sendable {
                 return (served(e.fetchedAt + s.ttl), nil)  // the document is recent: the kid is not in it
             }
             // A fetch, if the budget allows one.
-            st.tokens = min(s.burst, st.tokens + (now - st.refilledAt) * s.fetchesPerSecond)
+            // The clock is the wall clock: a step back must not drive the budget negative for as long.
+            st.tokens = min(s.burst, st.tokens + max(0, now - st.refilledAt) * s.fetchesPerSecond)
             st.refilledAt = now
             guard st.tokens >= 1, st.inFlight < s.maxInFlight else {
                 return (stale ? served(now + 1) : .failed("did:web fetches are rate-limited; retry shortly", temporary: true), nil)
