@@ -282,15 +282,18 @@ int mandate_is_private_address(const struct sockaddr *sa) {
     if (sa->sa_family == AF_INET6) {
         const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
         static const uint8_t mapped[12] = {0,0,0,0,0,0,0,0,0,0,0xff,0xff};
+        static const uint8_t compat[12] = {0,0,0,0,0,0,0,0,0,0,0,0};     // ::/96, with :: and ::1
         static const uint8_t nat64[12] = {0,0x64,0xff,0x9b,0,0,0,0,0,0,0,0};
-        if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0) {
+        static const uint8_t nat64_local[6] = {0,0x64,0xff,0x9b,0,1};    // 64:ff9b:1::/48 (RFC 8215)
+        if (memcmp(b, mapped, 12) == 0 || memcmp(b, compat, 12) == 0 || memcmp(b, nat64, 12) == 0
+            || memcmp(b, nat64_local, 6) == 0) {
             return private_v4((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
         }
-        int zero = 1;
-        for (int i = 0; i < 15; i++) if (b[i]) zero = 0;
-        if (zero && (b[15] == 0 || b[15] == 1)) return 1;          // :: and ::1
+        if (b[0] == 0x20 && b[1] == 0x02) {                          // 2002::/16 6to4: the IPv4 it wraps
+            return private_v4((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 | b[5]);
+        }
         if ((b[0] & 0xfe) == 0xfc) return 1;                       // fc00::/7 unique local
-        if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return 1;       // fe80::/10 link-local
+        if (b[0] == 0xfe && (b[1] & 0x80) == 0x80) return 1;       // fe80::/10 link-local, fec0::/10 site-local
         if (b[0] == 0xff) return 1;                                // multicast
         if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) return 1;  // 2001:db8::/32
         return 0;

@@ -186,6 +186,10 @@ final class ClientConnection {
     /// A request the gate could not decide yet (a DID being fetched): its head, asked again.
     private var waiting: (head: HTTPRequestHead, requestID: String, start: Double)?
     private var waits = 0
+    /// Each wait ends with one finished fetch, and the walk stops at the first DID it lacks: a
+    /// chain of max_chain_length (≤ 16) links needs up to two per link (its sub; its issuer
+    /// again, for an unknown kid) and one for the root's issuer. Beyond that, 503.
+    static let maxWaits = 2 * 16 + 1
 
     /// The loop calls this once the gate's wait is over: the same head is admitted again.
     func readmit(now: Double) {
@@ -208,7 +212,7 @@ final class ClientConnection {
         }
         if case .wait(let readiness) = admission {
             waits += 1
-            if waits <= 4 {
+            if waits <= Self.maxWaits {
                 // Hold the request, and read nothing more (its body waits in the socket).
                 waiting = (head, id, start)
                 inputHeld = true
@@ -615,8 +619,9 @@ final class ClientConnection {
         if let ex = exchange {
             loop.detach(ex)
             exchange = nil
-            if record != nil && record!.status == 0 { record!.status = 499 }  // client went away (nginx's 499)
         }
+        // Unanswered, forwarded or still waiting on a fetch: the client went away (nginx's 499).
+        if record != nil && record!.status == 0 { record!.status = 499 }
         if record != nil { writeLog() }
         if let tls { mandate_tls_free(tls) }
         Glibc.close(fd)

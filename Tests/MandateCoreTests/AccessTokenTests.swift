@@ -101,6 +101,70 @@ import MandateCrypto
         }
     }
 
+    @Test func identitiesAndScopesThatCouldPassForOthers() {
+        let t = Table(); served(t)
+        let r = rules(t)
+        _ = verify(r, token([]))
+        let did = SigningKey.generate(.edDSA).did
+        let cases: [(ArraySlice<UInt8>, String)] = [
+            // A DID is proven by its key in a chain, never named by an issuer.
+            (token([("sub", .string(did))]), "sub is required (printable, no comma, not a DID)"),
+            (token([("client_id", .string(did))]), "client_id must be printable, without comma, not a DID"),
+            (token([("act", .object(JSONObject(members: [("sub", .string(did))])))]), "act must be an object with a sub"),
+            // RFC 6749 §3.3: U+212A KELVIN SIGN equals "K" as a Swift String; CR LF would split a header.
+            (token([("scope", .string("\u{212A}YC:read"))]), "scope has a character outside RFC 6749 scope-token"),
+            (token([("scope", .string("echo\r\nX-Injected: 1"))]), "scope has a character outside RFC 6749 scope-token"),
+        ]
+        for (tok, text) in cases {
+            guard case .refused(let d) = verify(r, tok) else { Issue.record("accepted: \(text)"); continue }
+            #expect(d.description.contains(text), "\(d.description)")
+        }
+        guard case .verified(let c) = verify(r, token([("scope", .string("KYC:read  echo"))])) else { Issue.record("refused"); return }
+        #expect(c.scopes == ["KYC:read", "echo"])
+    }
+
+    /// Answers only when the test says so; counts requests.
+    final class HeldPoster: FormPoster {
+        let pending = Mutex<[@Sendable (Result<(status: Int, body: [UInt8]), Reason>) -> Void]>([])
+        func post(_ url: String, form: String, user: String, password: String,
+                  done: @escaping @Sendable (Result<(status: Int, body: [UInt8]), Reason>) -> Void) {
+            pending.withLock { $0.append(done) }
+        }
+        var count: Int { pending.withLock { $0.count } }
+        func answer(_ body: String) {
+            for done in pending.withLock({ p in defer { p = [] }; return p }) { done(.success((200, Array(body.utf8)))) }
+        }
+    }
+
+    func introspector(_ p: HeldPoster) -> Introspector {
+        var s = ProxyConfig.OAuthIssuer(issuer: issuer)
+        s.introspection = .init(endpoint: "https://as.example/introspect", clientID: "rs", clientSecret: "pw")
+        return Introspector(settings: s, defaultAudience: publicOrigin, poster: p, clock: { Double(now) })!
+    }
+
+    @Test func introspectionsInFlightAreCapped() {
+        let p = HeldPoster(), i = introspector(p)
+        for n in 0 ..< Introspector.maxInFlight {
+            guard case .pending = i.lookup(Array("token-\(n)".utf8)[...], now: now) else { Issue.record("not asked"); return }
+        }
+        // Random tokens are the client's choice: beyond the cap, 503 and no request.
+        guard case .refused(let d) = i.lookup(Array("one-more".utf8)[...], now: now) else { Issue.record("asked"); return }
+        #expect(d.status == 503 && d.retryAfter == 1 && p.count == Introspector.maxInFlight)
+        p.answer(#"{"active":false}"#)
+        guard case .pending = i.lookup(Array("one-more".utf8)[...], now: now) else { Issue.record("still capped"); return }
+    }
+
+    @Test func introspectionExpMustBeANumericDate() {
+        let p = HeldPoster(), i = introspector(p)
+        for (n, exp) in ["\"\(now + 60)\"", "\(now + 60).5", "-1"].enumerated() {
+            let tok = Array("tok-\(n)".utf8)[...]
+            _ = i.lookup(tok, now: now)
+            p.answer(#"{"active":true,"sub":"carol","exp":"# + exp + "}")
+            guard case .refused(let d) = i.lookup(tok, now: now) else { Issue.record("accepted exp \(exp)"); continue }
+            #expect(d.description.contains("exp must be a NumericDate"), "\(d.description)")
+        }
+    }
+
     @Test func jwksRules() throws {
         let other = SigningKey.generate(.edDSA)
         #expect(try IssuerKeys.jwks(jwks([("a", signer), ("b", other)])).get().count == 2)

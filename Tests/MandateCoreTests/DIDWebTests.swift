@@ -163,12 +163,34 @@ import MandateCrypto
         #expect(f.fetches == 3)
     }
 
+    @Test func aClockStepBackDoesNotDrainTheBudget() {
+        let f = HeldFetcher(), c = Clock(), r = resolver(f, c) { $0.fetchesPerSecond = 1; $0.burst = 2; $0.maxInFlight = 100 }
+        #expect(isPending(r.lookup("did:web:a.example")))
+        c.advance(-600)  // NTP steps the wall clock back ten minutes
+        #expect(isPending(r.lookup("did:web:b.example")))  // what was left of the burst
+        #expect(failure(r.lookup("did:web:c.example"))?.1 == true)
+        c.advance(1)
+        #expect(isPending(r.lookup("did:web:c.example")))  // refilled a second later, not ten minutes
+        #expect(f.fetches == 3)
+    }
+
     @Test func inFlightCapRefusesToo() {
         let f = HeldFetcher(), c = Clock(), r = resolver(f, c) { $0.maxInFlight = 1 }
         #expect(isPending(r.lookup("did:web:a.example")))
         #expect(failure(r.lookup("did:web:b.example"))?.1 == true)
         f.answer(.failure(Reason("x")))
         #expect(isPending(r.lookup("did:web:b.example")))
+    }
+
+    @Test func aFloodOfFailingDIDsDoesNotEvictDocuments() {
+        let f = HeldFetcher(), c = Clock(), r = resolver(f, c) { $0.maxEntries = 8; $0.burst = 1_000; $0.maxInFlight = 1_000 }
+        _ = r.lookup(did); f.answer(.success(doc(jwkMethod("k1", key))))
+        for i in 0 ..< 50 {
+            _ = r.lookup("did:web:flood\(i).example")
+            f.answer(.failure(Reason("HTTP 404")))
+        }
+        #expect(document(r.lookup(did)) != nil)  // still cached: no fetch, no 503 while the flood lasts
+        #expect(f.fetches == 51)
     }
 
     // MARK: Through the pipeline

@@ -55,6 +55,15 @@ import MandateCrypto
         #expect(send(try verifier(principals: ["*"]), rootFor("anyone@anywhere.example")).denial == nil)
     }
 
+    @Test func domainPatternsAdmitOneLocalPart() {
+        let o = ProxyConfig.Organization(did: "did:web:partner.example", name: "P", principals: ["*@partner.example"], maxScope: [])
+        #expect(o.admits(principal: "bob@partner.example") && o.admits(principal: "b.o+b@partner.example"))
+        for id in ["mallory@bank.example@partner.example", "@partner.example", "@@partner.example", "bob@evilpartner.example",
+                   "bob@sub.partner.example", "bob@partner.example.evil", "bob@PARTNER.example"] {
+            #expect(!o.admits(principal: id), "\(id)")
+        }
+    }
+
     @Test func onlyTheRootNamesAPrincipal() throws {
         let root = rootFor("bob@partner.example", scope: "invoices:read")
         let next = SigningKey.generate(.edDSA)

@@ -47,7 +47,13 @@ public struct ProxyConfig: Sendable {
 
         public func admits(principal id: String) -> Bool {
             principals.contains { p in
-                p == "*" || (p.hasPrefix("*@") ? id.utf8.count > p.utf8.count - 1 && id.hasSuffix(p.dropFirst()) : sameBytes(p, id))
+                if p == "*" { return true }
+                guard p.hasPrefix("*@") else { return sameBytes(p, id) }
+                // `*@domain`: one local part, without '@', then the domain (byte for byte), so
+                // mallory@bank.example@partner.example is not one of partner.example's people.
+                let domain = p.utf8.dropFirst(), u = id.utf8
+                guard u.count > domain.count, u.suffix(domain.count).elementsEqual(domain) else { return false }
+                return !u.dropLast(domain.count).contains(UInt8(ascii: "@"))
             }
         }
     }

@@ -114,13 +114,17 @@ public final class DIDWebResolver: Sendable {
                 return (served(e.fetchedAt + s.ttl), nil)  // the document is recent: the kid is not in it
             }
             // A fetch, if the budget allows one.
-            st.tokens = min(s.burst, st.tokens + (now - st.refilledAt) * s.fetchesPerSecond)
+            // The clock is the wall clock: a step back must not drive the budget negative for as long.
+            st.tokens = min(s.burst, st.tokens + max(0, now - st.refilledAt) * s.fetchesPerSecond)
             st.refilledAt = now
             guard st.tokens >= 1, st.inFlight < s.maxInFlight else {
                 return (stale ? served(now + 1) : .failed("did:web fetches are rate-limited; retry shortly", temporary: true), nil)
             }
             if st.entries[did] == nil && st.entries.count >= s.maxEntries {
-                st.entries = st.entries.filter { $0.value.inFlight != nil }
+                // Failures go first: a flood of DIDs that do not resolve must not push out the
+                // documents honest chains rest on (nor their stale copies).
+                st.entries = st.entries.filter { $0.value.inFlight != nil || $0.value.document != nil }
+                if st.entries.count >= s.maxEntries { st.entries = st.entries.filter { $0.value.inFlight != nil } }
             }
             st.tokens -= 1
             st.inFlight += 1

@@ -106,20 +106,27 @@ public struct AccessTokenRules: Sendable {
 
     /// RFC 9068 §2.2 and RFC 7662 §2.2 claims (`sub`, `client_id`, `scope`, `cnf`), RFC 8693 `act`.
     static func identity(_ c: JSONObject, settings: ProxyConfig.OAuthIssuer, requireClient: Bool = true) -> Result<Identity, Reason> {
-        guard let sub = c["sub"]?.string, isSafe(sub) else { return .failure(Reason("sub is required (printable, no comma)")) }
+        guard let sub = c["sub"]?.string, isSafe(sub) else { return .failure(Reason("sub is required (printable, no comma, not a DID)")) }
         let client = c["client_id"]?.string
-        if let client, !isSafe(client) { return .failure(Reason("client_id must be printable, without comma")) }
+        if let client, !isSafe(client) { return .failure(Reason("client_id must be printable, without comma, not a DID")) }
         if requireClient && client == nil { return .failure(Reason("client_id is required (RFC 9068 §2.2)")) }
         var scopes: [String] = []
         if let s = c["scope"] {
             guard let text = s.string else { return .failure(Reason("scope must be a string")) }
+            // RFC 6749 §3.3 scope-tokens, as in a delegation: nothing a header or a Unicode
+            // comparison could read otherwise (CR LF, U+212A KELVIN SIGN for K).
+            for b in text.utf8 where !(b == 0x20 || b == 0x21 || (b >= 0x23 && b <= 0x5b) || (b >= 0x5d && b <= 0x7e)) {
+                return .failure(Reason("scope has a character outside RFC 6749 scope-token"))
+            }
             scopes = text.split(separator: " ").map(String.init)
         }
         // RFC 8693 §4.1: the outermost act is the current actor; nested ones came before it.
         var actors: [String] = []
         var act = c["act"]
         while let a = act {
-            guard let o = a.object, let who = o["sub"]?.string, isSafe(who) else { return .failure(Reason("act must be an object with a sub")) }
+            guard let o = a.object, let who = o["sub"]?.string, isSafe(who) else {
+                return .failure(Reason("act must be an object with a sub (printable, no comma, not a DID)"))
+            }
             actors.append(who)
             guard actors.count <= settings.maxActDepth else { return .failure(Reason("act is nested deeper than \(settings.maxActDepth)")) }
             act = o["act"]
@@ -134,7 +141,10 @@ public struct AccessTokenRules: Sendable {
     }
 
     /// Into headers and the log: printable ASCII without comma (the chain's separator), ≤ 256 bytes.
+    /// Not a DID: a DID principal or agent is proven by its key (a chain), never named by an issuer,
+    /// else a token could open a route that admits an enrolled principal or agent by its DID.
     static func isSafe(_ s: String) -> Bool {
         (1...256).contains(s.utf8.count) && s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f && $0 != 0x2c }
+            && !s.utf8.starts(with: "did:".utf8)
     }
 }

@@ -11,8 +11,9 @@ public protocol FormPoster: Sendable {
 /// Opaque access tokens, through the issuer's RFC 7662 introspection endpoint: the proxy
 /// authenticates as a client (client_secret_basic, RFC 6749 §2.3.1). Answers are cached by the
 /// token's SHA-256 (one introspector per endpoint and settings), an active one no longer than
-/// its `exp` or `cache`, an inactive one `negativeTTL`; one request per token at a time. Any
-/// failure to get an answer is a 503: never a token taken on trust.
+/// its `exp` or `cache`, an inactive one `negativeTTL`; one request per token at a time, and at
+/// most `maxInFlight` at once (clients pick the tokens: a flood of random ones gets 503s, not a
+/// flood of requests). Any failure to get an answer is a 503: never a token taken on trust.
 public final class Introspector: Sendable {
     enum Entry {
         case active(VerifiedChain, until: Int64)
@@ -27,8 +28,14 @@ public final class Introspector: Sendable {
     let audience: String
     private let poster: any FormPoster
     private let clock: @Sendable () -> Double
-    private let entries = Mutex<[ChainCache.Key: Entry]>([:])
+    struct State {
+        var entries: [ChainCache.Key: Entry] = [:]
+        /// Requests to the endpoint not yet answered.
+        var asking = 0
+    }
+    private let state = Mutex(State())
     public static let maxEntries = 100_000
+    public static let maxInFlight = 16
     static let negativeTTL: Int64 = 10
 
     public init?(settings: ProxyConfig.OAuthIssuer, defaultAudience: String, poster: any FormPoster,
@@ -40,21 +47,30 @@ public final class Introspector: Sendable {
 
     public func lookup(_ token: ArraySlice<UInt8>, now: Int64) -> ChainWalker.Outcome {
         let key = ChainCache.Key(SHA256.hash(token))
-        let asking: Readiness? = entries.withLock { e in
-            switch e[key] {
-            case .active(_, let until)? where until > now: return nil
-            case .inactive(_, let until)? where until > now: return nil
-            case .failed(_, let until)? where until > now: return nil
-            case .asking?: return nil
+        let (asking, busy): (Readiness?, Bool) = state.withLock { st in
+            switch st.entries[key] {
+            case .active(_, let until)? where until > now: return (nil, false)
+            case .inactive(_, let until)? where until > now: return (nil, false)
+            case .failed(_, let until)? where until > now: return (nil, false)
+            case .asking?: return (nil, false)
             default:
-                if e.count >= Self.maxEntries { e = e.filter { if case .asking = $0.value { true } else { false } } }
+                guard st.asking < Self.maxInFlight else { return (nil, true) }
+                if st.entries.count >= Self.maxEntries {
+                    st.entries = st.entries.filter { if case .asking = $0.value { true } else { false } }
+                }
                 let r = Readiness()
-                e[key] = .asking(r)
-                return r
+                st.entries[key] = .asking(r)
+                st.asking += 1
+                return (r, false)
             }
         }
+        if busy {
+            var d = Denial(.temporarilyUnavailable, "access token: too many introspections in flight; retry shortly")
+            d.retryAfter = 1
+            return .refused(d)
+        }
         if let asking { ask(String(decoding: token, as: UTF8.self), key, asking); return .pending(asking) }
-        switch entries.withLock({ $0[key] }) {
+        switch state.withLock({ $0.entries[key] }) {
         case .active(let chain, _)?: return .verified(chain)
         case .inactive(let why, _)?: return .refused(Denial(.invalidToken, "access token: " + why))
         case .failed(let why, _)?:
@@ -78,7 +94,10 @@ public final class Introspector: Sendable {
             case .success(let r): entry = .failed("HTTP \(r.status)", until: now + 1)
             case .failure(let why): entry = .failed(why.text, until: now + 1)
             }
-            entries.withLock { $0[key] = entry }
+            state.withLock { st in
+                st.entries[key] = entry
+                st.asking -= 1
+            }
             readiness.fire()
         }
     }
@@ -99,9 +118,12 @@ public final class Introspector: Sendable {
             guard ok else { return inactive("aud does not include \(audience)") }
         }
         var until = now + Int64(introspection.cache)
-        if case .present(let exp) = numericDate(c, "exp") {
+        switch numericDate(c, "exp") {
+        case .present(let exp):
             guard exp > now else { return inactive("expired") }
             until = min(until, exp)
+        case .invalid: return inactive("exp must be a NumericDate")  // else cached for all of `cache`
+        case .absent: break
         }
         switch AccessTokenRules.identity(c, settings: settings, requireClient: false) {
         case .failure(let r): return inactive(r.text)
