@@ -725,7 +725,9 @@ def test_hostile_jwks_and_metadata(tmp_path, upstream, ids):
         # Keys that are never used to verify: private, symmetric, RSA, for encryption, mislabelled.
         "private key": (lambda a: a.jwks([{**a.keys["ec"].private_jwk(), "kid": "ec"}]), 401, "kid is not in the issuer's JWKS"),
         "symmetric": (lambda a: a.jwks([{"kty": "oct", "k": b64u(b"s" * 32), "kid": "ec"}]), 401, "kid is not in"),
-        "rsa": (lambda a: a.jwks([{"kty": "RSA", "n": b64u(os.urandom(256)), "e": "AQAB", "kid": "ec"}]), 401, "kid is not in"),
+        # An RSA key is an RS256 key (issuers may use it), so an ES256 token under its kid fails the pin.
+        "rsa": (lambda a: a.jwks([{"kty": "RSA", "n": b64u(b"\xc1" + os.urandom(255)), "e": "AQAB", "kid": "ec"}]), 401,
+                "algorithm does not match the key type"),
         "use enc": (lambda a: a.jwks([ec(a, use="enc")]), 401, "kid is not in"),
         "alg mismatch": (lambda a: a.jwks([ec(a, alg="EdDSA")]), 401, "kid is not in"),
         "off curve": (lambda a: a.jwks([ec(a, y=b64u(bytes(32)))]), 401, "kid is not in"),
