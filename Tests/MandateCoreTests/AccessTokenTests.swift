@@ -165,12 +165,21 @@ import MandateCrypto
         }
     }
 
+    @Test func introspectionNotBeforeIsHonoured() {
+        let p = HeldPoster(), i = introspector(p)
+        let tok = Array("tok-nbf".utf8)[...]
+        _ = i.lookup(tok, now: now)
+        p.answer(#"{"active":true,"sub":"carol","nbf":"# + "\(now + 3600)}")
+        guard case .refused(let d) = i.lookup(tok, now: now) else { Issue.record("accepted a future nbf"); return }
+        #expect(d.description.contains("not yet valid (nbf)"))
+    }
+
     @Test func jwksRules() throws {
         let other = SigningKey.generate(.edDSA)
         #expect(try IssuerKeys.jwks(jwks([("a", signer), ("b", other)])).get().count == 2)
         guard case .failure(let dup) = IssuerKeys.jwks(jwks([("a", signer), ("a", other)])) else { Issue.record("dup kid"); return }
         #expect(dup.text == "the JWKS has kid a twice")
-        // RSA (not supported) and encryption keys are skipped, not fatal.
+        // Too-small RSA and encryption keys are skipped, not fatal.
         let mixed = Array(#"{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"},{"kty":"EC","crv":"P-256","kid":"e","use":"enc","x":"x","y":"y"}]}"#.utf8)
         #expect(try IssuerKeys.jwks(mixed).get().isEmpty)
         #expect(IssuerKeys.metadataURLs("https://as.example") == ["https://as.example/.well-known/oauth-authorization-server",

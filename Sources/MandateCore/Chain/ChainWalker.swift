@@ -67,8 +67,12 @@ public struct ChainWalker: Sendable {
         }
         let leaf = links[links.count - 1], root = links[0]
         let organization = rules.organizations[root.issuer] != nil ? root.issuer : nil
+        // rootIsAnchor saw to it: an organization's root names its person.
+        guard organization == nil || root.principalSubject != nil else {
+            return .refused(Denial(.invalidToken, "a root from an organization must name its principal (principal.sub)"))
+        }
         return .verified(VerifiedChain(
-            principal: organization == nil ? root.issuer : root.principalSubject!, agent: leaf.subject, dids: [links[0].issuer] + links.map(\.subject),
+            principal: organization == nil ? root.issuer : root.principalSubject ?? "", agent: leaf.subject, dids: [links[0].issuer] + links.map(\.subject),
             scopes: leaf.scopes, proofKeyThumbprint: leaf.confirmedKeyThumbprint ?? "",
             notBefore: links.map { max($0.notBefore ?? $0.issuedAt, $0.issuedAt) }.max()!,
             expiresAt: links.map(\.expiresAt).min()!, ancestry: ancestry,

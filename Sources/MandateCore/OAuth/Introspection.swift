@@ -117,6 +117,12 @@ public final class Introspector: Sendable {
             }
             guard ok else { return inactive("aud does not include \(audience)") }
         }
+        // RFC 7662 §2.2: a token not yet valid is not usable either (30 s of skew, as for delegations).
+        switch numericDate(c, "nbf") {
+        case .present(let nbf) where nbf > now + 30: return inactive("not yet valid (nbf)")
+        case .invalid: return inactive("nbf must be a NumericDate")
+        default: break
+        }
         var until = now + Int64(introspection.cache)
         switch numericDate(c, "exp") {
         case .present(let exp):

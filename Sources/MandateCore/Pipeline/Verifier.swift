@@ -186,9 +186,12 @@ public final class Verifier: RequestGate {
             // An OAuth access token (RFC 9068 typ at+jwt) stands alone; anything else is a delegation.
             // An opaque token (not shaped as a JWS) goes to the introspection endpoint, if any.
             let outcome: ChainWalker.Outcome
-            let segments = try? CompactJWS.split(credential.leaf, limits: limits).get()
+            let split = CompactJWS.split(credential.leaf, limits: limits)
+            let segments = try? split.get()
             let header = segments.flatMap { try? CompactJWS.header($0.header).get().0 }
-            let opaque = segments == nil && resolvers.introspector != nil
+            // Opaque means not three segments; an oversized JWS is refused, not sent to the AS.
+            var opaque = false
+            if case .failure(.notCompactJWS) = split { opaque = resolvers.introspector != nil }
             if !accessTokens.issuers.isEmpty, opaque || header.map(AccessTokenRules.isAccessToken) == true {
                 guard credential.ancestors.isEmpty else {
                     return refuse(Denial(.invalidRequest, "Agent-Delegation is for delegation chains, not with an access token"))

@@ -32,8 +32,10 @@ public final class CurlFetcher: DocumentFetcher, FormPoster {
         }
         for i in config.oauthIssuers {
             let kept = running.flatMap { old in old.0.oauthIssuers.contains(i) ? old.1.issuers.first { $0.issuer == i.issuer } : nil }
+            // Its clock measures intervals only (refresh, cooldown): monotonic, so a step of the
+            // wall clock neither stalls nor hastens them.
             r.issuers.append(kept ?? IssuerKeys(issuer: i.issuer, jwksURI: i.jwksURI, settings: i.keys,
-                                                fetcher: CurlFetcher(settings: i.fetch), clock: clock))
+                                                fetcher: CurlFetcher(settings: i.fetch), clock: { monotonicNow() }))
         }
         return r
     }
