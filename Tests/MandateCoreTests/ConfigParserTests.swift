@@ -197,7 +197,7 @@ import MandateCrypto
 
     @Test func routeMayOnlyAdmitEnrolledPrincipals() {
         #expect(error("route / {\n effect allow;\n principals \(bob);\n}")
-                == "proxy.conf:1: route admits principal \(bob), which is not enrolled")
+                == "proxy.conf:1: route admits principal \(bob), which is not enrolled nor spoken for by an organization")
     }
 
     @Test func principalWithInvalidDIDIsReported() {

@@ -90,4 +90,17 @@ import MandateCrypto
         let r = v.verify(head("GET", "/partners/x", leaf: own, proof: proof(agent, "GET", "/partners/x", for: own)), now: now)
         #expect(r.denial?.description == "this route does not admit the organization")
     }
+
+    /// Policy names a partner's person as it names an enrolled principal.
+    @Test func routesMatchAPartnersPerson() throws {
+        let routes = [ProxyConfig.Route(prefix: "/bob/", effect: .allow, principals: ["bob@partner.example"])]
+        let v = try verifier(routes: routes)
+        let bob = rootFor("bob@partner.example"), carol = rootFor("carol@partner.example")
+        #expect(v.verify(head("GET", "/bob/x", leaf: bob, proof: proof(agent, "GET", "/bob/x", for: bob)), now: now).denial == nil)
+        #expect(v.verify(head("GET", "/bob/x", leaf: carol, proof: proof(agent, "GET", "/bob/x", for: carol)), now: now).denial?.code == .accessDenied)
+        let text = "upstream http://127.0.0.1:9;\npublic_origin https://a.example;\n"
+            + "organization \(partner.did) { name P; principals *@partner.example; max_scope a; }\n"
+        #expect(throws: Never.self) { try ConfigParser.parse(text + "route / { effect allow; principals bob@partner.example; }", file: "p") }
+        #expect(throws: ConfigError.self) { try ConfigParser.parse(text + "route / { effect allow; principals eve@other.example; }", file: "p") }
+    }
 }

@@ -195,8 +195,9 @@ public struct ConfigParser {
         let enrolled = Set(dids)
         let partners = Set(c.organizations.map(\.did))
         for (r, d) in zip(c.routes, directives.filter { $0.name == "route" }) {
-            if let stranger = r.principals.first(where: { !enrolled.contains($0) }) {
-                throw error(d.line, "route admits principal \(stranger), which is not enrolled")
+            // An enrolled principal's DID, or a person a declared organization may speak for.
+            if let stranger = r.principals.first(where: { p in !enrolled.contains(p) && !c.organizations.contains { $0.admits(principal: p) } }) {
+                throw error(d.line, "route admits principal \(stranger), which is not enrolled nor spoken for by an organization")
             }
             if let stranger = r.organizations.first(where: { !partners.contains($0) }) {
                 throw error(d.line, "route admits organization \(stranger), which is not declared")
