@@ -67,9 +67,18 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         for t in threads { pthread_join(t, nil) }
     }
 
-    /// Loads every TLS listener's files once, as `serve` would (`serve --check`).
-    public static func checkTLS(_ config: ProxyConfig) throws {
+    /// Loads every file the configuration names once, as serving would: TLS certificates and
+    /// keys, and the CA bundles for did:web and OAuth fetches (a bad one would otherwise show
+    /// only as an agent's refused request). `serve --check`, and `serve` before it listens.
+    public static func checkFiles(_ config: ProxyConfig) throws {
         for l in config.listen { if let t = l.tls { mandate_tls_ctx_free(try TLSListener.load(t)) } }
+        var bundles: [(String, String)] = []
+        if let ca = config.didWeb?.caFile { bundles.append(("did_web ca", ca)) }
+        for i in config.oauthIssuers { if let ca = i.fetch.caFile { bundles.append(("oauth_issuer \(i.issuer) ca", ca)) } }
+        for (what, path) in bundles {
+            if let why = unreadable(path) { throw ServerError("\(what) \(path): \(why)") }
+            do { _ = try CertificateFile.load(path) } catch { throw ServerError("\(what) \(path): not a PEM CA bundle") }
+        }
     }
 
     /// Loads each TLS listener's certificate, key and CA bundle again (SIGHUP), from `config`'s

@@ -84,3 +84,8 @@ public func portInUse(host: String, port: Int) -> Bool { mandate_port_in_use(hos
 func cText(_ buffer: [CChar]) -> String {
     String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
+
+/// Why a file cannot be read, or nil when it can.
+func unreadable(_ path: String) -> String? {
+    access(path, R_OK) == 0 ? nil : String(cString: strerror(errno))
+}

@@ -22,7 +22,7 @@ enum Keygen {
 enum Delegate {
     static func run(_ args: [String]) throws {
         let o = try Options(args, valued: ["--key", "--to", "--to-jkt", "--scope", "--ttl", "--parent", "--aud",
-                                           "--max-depth", "--bind-cert"])
+                                           "--max-depth", "--bind-cert", "--issuer", "--kid", "--principal"])
         let key = try Files.loadKey(try o.required("--key"))
         let jkt: String, to: String
         var bound: String? = nil
@@ -39,6 +39,8 @@ enum Delegate {
             }
             to = did
             jkt = ""
+            var err = StandardError()
+            print("mandate: the delegate is \(did), the key of \(certPath)", to: &err)
             bound = cert.certificate.thumbprint
         } else {
             to = try o.required("--to")
@@ -74,12 +76,25 @@ enum Delegate {
                 print("mandate: warning: scope \(wider.joined(separator: " ")) is not in the parent's; the chain will be refused",
                       to: &err)
             }
-            if sameDID(p.subject, key.did) == false {
+            if sameDID(p.subject, o.one("--issuer") ?? key.did) == false {
                 print("mandate: warning: the parent delegates to \(p.subject), not to this key's DID", to: &err)
             }
         }
+        // Signing as another DID (did:web, an organization): its verification method must hold this key.
+        let issuer = o.one("--issuer")
+        if let issuer, !DID.isWellFormed(issuer) { throw CLIError(message: "--issuer must be a DID", status: 2) }
+        if issuer != nil && o.one("--kid") == nil && !(issuer.map { sameDID($0, key.did) } ?? true) {
+            throw CLIError(message: "--issuer needs --kid: the id of the verification method that holds this key (DID#fragment)", status: 2)
+        }
+        if let p = o.one("--principal"), !PrincipalClaim.isIdentifier(p) {
+            throw CLIError(message: "--principal is an identifier like alice@partner.example (not a DID)", status: 2)
+        }
+        if o.one("--principal") != nil && parent != nil {
+            throw CLIError(message: "--principal is for an organization's root delegation, not below a parent", status: 2)
+        }
         let token = Mint.delegation(key: key, to: to, jkt: jkt, certificate: bound, scope: scope, issuedAt: unixNow(), ttl: ttl, parent: parent,
-                                    audience: o.one("--aud"), maxDepth: depth, jti: Mint.newID())
+                                    audience: o.one("--aud"), maxDepth: depth, jti: Mint.newID(), issuer: issuer,
+                                    kid: o.one("--kid"), principal: o.one("--principal"))
         print(token)
     }
 

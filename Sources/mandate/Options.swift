@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import FoundationEssentials
 import MandateCore
 
@@ -38,7 +41,8 @@ struct Options {
 enum Files {
     static func read(_ path: String) throws -> [UInt8] {
         guard let d = FileManager.default.contents(atPath: path) else {
-            throw CLIError(message: "\(path): cannot read file")
+            let why = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "cannot read"
+            throw CLIError(message: "\(path): cannot read file (\(why))")
         }
         return Array(d)
     }
@@ -67,7 +71,7 @@ enum Files {
     static func loadKey(_ path: String) throws -> SigningKey {
         let bytes = try read(path)
         switch StrictJSON.parseObject(bytes) {
-        case .failure(let e): throw CLIError(message: "\(path): not a JWK (\(e))")
+        case .failure: throw CLIError(message: "\(path): not a JWK (a JSON object, as mandate keygen writes)")
         case .success(let jwk):
             do { return try SigningKey(jwk: jwk) } catch { throw CLIError(message: "\(path): \(error.text)") }
         }

@@ -7,14 +7,27 @@ enum Serve {
         let path = try o.required("--config")
         let config = try load(path)
         let verifier: Verifier
-        let resolvers = try services(for: config)
+        let resolvers: Verifier.Resolvers
+        do { resolvers = try services(for: config) } catch let e as CLIError { throw CLIError(message: "\(path): \(e.message)") }
         do { verifier = try Verifier(config: config, resolvers: resolvers) } catch { throw CLIError(message: "\(path): \(error.text)") }
         var err = StandardError()
-        if config.principals.isEmpty { print("\(path): warning: no principal is enrolled, so every request is refused", to: &err) }
+        if config.principals.isEmpty && config.organizations.isEmpty && config.oauthIssuers.isEmpty {
+            print("\(path): warning: no principal, organization or oauth_issuer, so every request is refused", to: &err)
+        }
+        if config.txnToken != nil && config.adminListen == nil {
+            print("\(path): warning: txn_token without admin_listen: upstreams cannot fetch the keys", to: &err)
+        }
+        if config.routes.contains(where: \.allowBearer) && config.oauthIssuers.isEmpty {
+            print("\(path): warning: allow_bearer has no effect without an oauth_issuer", to: &err)
+        }
         if config.routes.isEmpty { print("\(path): warning: no route, so every request is refused", to: &err) }
+        do { try ProxyServer.checkFiles(config) } catch { throw CLIError(message: "\(error)") }
         if o.flags.contains("--check") {
-            do { try ProxyServer.checkTLS(config) } catch { throw CLIError(message: "\(error)") }
-            print("\(path): ok (\(counted(config.principals.count, "principal")), \(counted(config.routes.count, "route")))")
+            var parts = [counted(config.principals.count, "principal")]
+            if !config.organizations.isEmpty { parts.append(counted(config.organizations.count, "organization")) }
+            if !config.oauthIssuers.isEmpty { parts.append(counted(config.oauthIssuers.count, "OAuth issuer")) }
+            parts.append(counted(config.routes.count, "route"))
+            print("\(path): ok (\(parts.joined(separator: ", ")))")
             return
         }
         try serve(config: config, gate: verifier, configPath: path)

@@ -71,7 +71,9 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
 func services(for config: ProxyConfig, running: (ProxyConfig, Verifier.Resolvers)? = nil) throws -> Verifier.Resolvers {
     var r = CurlFetcher.resolvers(for: config, running: running)
     if let t = config.txnToken {
-        let keys = try t.keyFiles.map { try Files.loadKey($0) }
+        let keys = try t.keyFiles.map { f in
+            do { return try Files.loadKey(f) } catch let e as CLIError { throw CLIError(message: "txn_token keys: \(e.message)") }
+        }
         r.txnTokens = TxnTokenIssuer(keys: keys, settings: t)
     }
     return r

@@ -15,12 +15,12 @@ usage: mandate <command> [options]       (mandate --version)
   keygen   --alg EdDSA|ES256 --out FILE [--force]
                                             new key (mode 0600); prints its DID and thumbprint
   delegate --key FILE (--to DID [--to-jkt JKT] | --bind-cert PEM) --scope "..." --ttl DURATION
-           [--parent TOKEN|@FILE] [--aud AUD] [--max-depth N]
+           [--parent TOKEN|@FILE] [--aud AUD] [--max-depth N] [--issuer DID --kid DID#FRAG] [--principal ID]
                                             sign a delegation (--bind-cert: to that client certificate); prints the token
   explain  --config FILE [-X METHOD] [-H ...]... [--headers FILE|-] PATH
                                             verify a request offline; print the decision
   request  [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE] [-i] [--print-headers]
-           [--cacert PEM] [--cert PEM --cert-key PEM] --key FILE --chain FILE URL
+           [--cacert PEM] (--key FILE | --cert PEM --cert-key PEM) --chain FILE URL
                                             send a request with a fresh DPoP proof (exit 22 on 4xx/5xx);
                                             a certificate-bound chain goes as Bearer over --cert instead
   loadgen  URL [-c CONNS] [-d DURATION] [-R RATE] [-t THREADS] [--warmup D] [--json FILE]

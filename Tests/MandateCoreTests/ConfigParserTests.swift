@@ -373,4 +373,12 @@ import MandateCrypto
         #expect(error("txn_token { keys a.jwk; }") == "proxy.conf:1: txn_token needs keys and trust_domain")
         #expect(error("txn_token {\n keys a.jwk;\n trust_domain d;\n ttl 0s;\n}") == "proxy.conf:4: ttl must be above 0")
     }
+
+    /// Found by a new user: these passed --check and failed only at bind.
+    @Test func listenAddressesAreNotShared() {
+        #expect(error("listen 127.0.0.1:8443;\nlisten 127.0.0.1:8443;") == "proxy.conf:2: listen 127.0.0.1:8443 is duplicate (first at line 1)")
+        #expect(error("listen 127.0.0.1:8080;\nadmin_listen 127.0.0.1:8080;")
+                == "proxy.conf:2: admin_listen 127.0.0.1:8080 is also a listen address; the admin listener needs its own")
+        #expect(error("listen 127.0.0.1:0;\nlisten 127.0.0.1:0;") == nil)  // port 0: each gets its own
+    }
 }

@@ -172,6 +172,17 @@ public struct ConfigParser {
             }
         }
         if !listens.isEmpty { c.listen = listens }
+        // Two listeners on one address would fail at bind; say so here, with the line.
+        let listenLines = directives.filter { $0.name == "listen" }.map(\.line)
+        for (i, l) in listens.enumerated() where l.port != 0 {
+            if let j = listens[..<i].firstIndex(where: { $0.host == l.host && $0.port == l.port }) {
+                throw error(listenLines[i], "listen \(l.host):\(l.port) is duplicate (first at line \(listenLines[j]))")
+            }
+        }
+        if let a = c.adminListen, a.port != 0, c.listen.contains(where: { $0.host == a.host && $0.port == a.port }),
+           let d = directives.first(where: { $0.name == "admin_listen" }) {
+            throw error(d.line, "admin_listen \(a.host):\(a.port) is also a listen address; the admin listener needs its own")
+        }
         // RFC 9449 §4.3: agents sign htu with the scheme they used; a TLS listener behind an
         // http:// public origin would refuse every proof signed for https.
         if let tls = c.listen.first(where: { $0.tls != nil }), !c.publicOrigin.lowercased().hasPrefix("https://"),

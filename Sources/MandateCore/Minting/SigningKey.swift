@@ -110,19 +110,22 @@ public enum SigningKey: Sendable {
 public enum Mint {
     /// `jkt` is the delegate's proof key thumbprint; with `certificate` (an x5t#S256, RFC 8705)
     /// the delegation is bound to that client certificate instead.
+    /// `issuer`/`kid`: a DID whose verification method holds `key` (did:web, an organization),
+    /// by default the key's own did:key. `principal`: the person an organization's root speaks for.
     public static func delegation(key: SigningKey, to subject: String, jkt: String, certificate: String? = nil, scope: String,
                                   issuedAt: Int64, ttl: Int64, parent: String?, audience: String?, maxDepth: Int?,
-                                  jti: String) -> String {
+                                  jti: String, issuer: String? = nil, kid: String? = nil, principal: String? = nil) -> String {
         let cnf = certificate.map { ("x5t#S256", JSONValue.string($0)) } ?? ("jkt", .string(jkt))
         var claims: [(String, JSONValue)] = [
-            ("iss", .string(key.did)), ("sub", .string(subject)),
+            ("iss", .string(issuer ?? key.did)), ("sub", .string(subject)),
             ("cnf", .object(JSONObject(members: [cnf]))),
             ("scope", .string(scope)), ("iat", .integer(issuedAt)), ("exp", .integer(issuedAt + ttl)), ("jti", .string(jti)),
         ]
         if let audience { claims.append(("aud", .string(audience))) }
         if let parent { claims.append(("prf", .string(Base64URL.encode(SHA256.hash(Array(parent.utf8)))))) }
         if let maxDepth { claims.append(("max_depth", .integer(Int64(maxDepth)))) }
-        return key.compactJWS(header: [("typ", .string(DelegationToken.mediaType)), ("kid", .string(key.keyID))],
+        if let principal { claims.append(("principal", .object(JSONObject(members: [("sub", .string(principal))])))) }
+        return key.compactJWS(header: [("typ", .string(DelegationToken.mediaType)), ("kid", .string(kid ?? key.keyID))],
                               claims: JSONObject(members: claims))
     }
 

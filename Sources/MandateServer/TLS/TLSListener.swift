@@ -22,6 +22,10 @@ final class TLSListener: Sendable {
 
     /// Builds a context from the files, or says which file is wrong and why.
     static func load(_ s: ProxyConfig.TLS) throws -> OpaquePointer {
+        // OpenSSL would say "unknown error" for a file it cannot open.
+        for (what, path) in [("certificate", s.certificate), ("key", s.key), ("client_ca", s.clientCA)] {
+            if let path, let why = unreadable(path) { throw ServerError("\(s.origin): tls: \(what) \(path): \(why)") }
+        }
         var err = [CChar](repeating: 0, count: 512)
         let verify: Int32 = switch s.verifyClient {
         case .off: Int32(MANDATE_VERIFY_OFF)
