@@ -17,6 +17,9 @@ enum Serve {
         if config.txnToken != nil && config.adminListen == nil {
             print("\(path): warning: txn_token without admin_listen: upstreams cannot fetch the keys", to: &err)
         }
+        if let a = config.adminListen, a.host == "0.0.0.0" || a.host == "::" {
+            print("\(path): warning: admin_listen \(a.host) is reachable from every network; bind it to a private address", to: &err)
+        }
         if config.routes.contains(where: \.allowBearer) && config.oauthIssuers.isEmpty {
             print("\(path): warning: allow_bearer has no effect without an oauth_issuer", to: &err)
         }

@@ -381,4 +381,11 @@ import MandateCrypto
                 == "proxy.conf:2: admin_listen 127.0.0.1:8080 is also a listen address; the admin listener needs its own")
         #expect(error("listen 127.0.0.1:0;\nlisten 127.0.0.1:0;") == nil)  // port 0: each gets its own
     }
+
+    @Test func organizationScopesAndTxnKeysAreChecked() {
+        let org = "organization did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp { name P; principals *@p.example;\n"
+        #expect(error(org + " max_scope;\n}") == "proxy.conf:2: max_scope needs at least one scope")
+        #expect(error(org + #" max_scope 'a"c';"# + "\n}") == #"proxy.conf:2: 'a"c' is not an RFC 6749 scope token"#)
+        #expect(error("txn_token {\n keys a.jwk a.jwk;\n trust_domain d;\n}") == "proxy.conf:2: key file a.jwk is listed twice")
+    }
 }

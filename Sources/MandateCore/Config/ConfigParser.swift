@@ -356,6 +356,9 @@ public struct ConfigParser {
             case "keys":
                 guard !b.args.isEmpty else { throw error(b.line, "keys needs at least one key file") }
                 keys = b.args.map { resolvePath($0.text) }
+                if let dup = keys!.first(where: { k in keys!.filter { $0 == k }.count > 1 }) {
+                    throw error(b.line, "key file \(dup) is listed twice")
+                }
             case "trust_domain": domain = try one(b).text
             case "workload": workload = try one(b).text
             case "ttl":
@@ -446,7 +449,13 @@ public struct ConfigParser {
                     throw error(a.line, "'\(a.text)' is not a principal identifier or pattern (alice@partner.example, *@partner.example, *)")
                 }
                 patterns = b.args.map(\.text)
-            case "max_scope": scopes = b.args.map(\.text)
+            case "max_scope":
+                guard !b.args.isEmpty else { throw error(b.line, "max_scope needs at least one scope") }
+                // RFC 6749 §3.3 scope-token characters, as in delegations.
+                for a in b.args where a.text.isEmpty || !a.text.utf8.allSatisfy({ $0 == 0x21 || ($0 >= 0x23 && $0 <= 0x5b) || ($0 >= 0x5d && $0 <= 0x7e) }) {
+                    throw error(a.line, "'\(a.text)' is not an RFC 6749 scope token")
+                }
+                scopes = b.args.map(\.text)
             default: throw error(b.line, "unknown directive '\(b.name)' in organization (name, principals, max_scope)")
             }
         }
