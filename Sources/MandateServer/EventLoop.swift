@@ -94,6 +94,7 @@ final class EventLoop: @unchecked Sendable {
     private var curlWatch: [CurlWatch] = []
     var requestIDs = RequestIDGenerator()
     let logSink: AccessLogSink
+    let audit: AuditTrail?
     var logBytes: [UInt8] = []
     var logLine = ""
     /// Scratch for one upstream header line as curl takes it (it copies).
@@ -103,7 +104,8 @@ final class EventLoop: @unchecked Sendable {
     let wakeups = Atomic<Int>(0)
 
     init(settings: LoopSettings, gate: any RequestGate, listenFDs: [Int32], listenTLS: [TLSListener?],
-         logSink: AccessLogSink) throws {
+         logSink: AccessLogSink, audit: AuditTrail? = nil) throws {
+        self.audit = audit
         self.settings = settings; self.gate = gate; self.listenFDs = listenFDs; self.listenTLS = listenTLS
         self.logSink = logSink
         epfd = mandate_epoll_create()
@@ -391,6 +393,7 @@ final class EventLoop: @unchecked Sendable {
     // MARK: Access log
 
     func log(_ record: AccessRecord) {
+        audit?.append(record.auditFields(), unixMillis: record.unixMillis)
         guard logSink.fd >= 0 else { return }
         logLine.removeAll(keepingCapacity: true)
         record.appendLine(to: &logLine)

@@ -15,12 +15,13 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
     public let boundPorts: [Int]
     private let configListen: [ProxyConfig.Listen]
 
-    public convenience init(config: ProxyConfig, gate: any RequestGate) throws {
-        try self.init(config: config, gate: gate, tune: { _ in })
+    /// `audit`: where every decision is recorded (the CLI makes it from `config.audit`).
+    public convenience init(config: ProxyConfig, gate: any RequestGate, audit: AuditTrail? = nil) throws {
+        try self.init(config: config, gate: gate, audit: audit, tune: { _ in })
     }
 
     /// `tune` adjusts the loops' derived settings (tests: small backpressure marks).
-    init(config: ProxyConfig, gate: any RequestGate, tune: (inout LoopSettings) -> Void) throws {
+    init(config: ProxyConfig, gate: any RequestGate, audit: AuditTrail? = nil, tune: (inout LoopSettings) -> Void) throws {
         signal(SIGPIPE, SIG_IGN)
         curl_global_init(3)  // CURL_GLOBAL_ALL
         let fileLimit = Self.raiseFileLimit()
@@ -57,7 +58,7 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         tune(&settings)
         let sink = try AccessLogSink(destination: config.accessLog)
         tlsListeners = tls
-        loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, listenTLS: tls, logSink: sink) }
+        loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, listenTLS: tls, logSink: sink, audit: audit) }
     }
 
     /// Runs every loop; returns after `stop()`.

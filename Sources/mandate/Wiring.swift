@@ -9,8 +9,17 @@ import Glibc
 /// routes and verification settings atomically; listen, upstream and HTTP limits need a restart.
 func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
     let reloadable = ReloadableGate(gate)
+    var audit: AuditTrail?
+    if let a = config.audit {
+        let key = try Files.loadKey(a.key)
+        do {
+            audit = try AuditTrail(path: a.file, checkpointEvery: a.checkpointEvery, maxSize: a.maxSize) { hash in
+                Base64URL.encode(key.sign(Array(hash.utf8)))
+            }
+        } catch { throw CLIError(message: "\(error)") }
+    }
     let server: ProxyServer
-    do { server = try ProxyServer(config: config, gate: reloadable) } catch { throw CLIError(message: "\(error)") }
+    do { server = try ProxyServer(config: config, gate: reloadable, audit: audit) } catch { throw CLIError(message: "\(error)") }
     let listening = zip(config.listen, server.boundPorts)
         .map { "\($0.host):\($1)\($0.tls == nil ? "" : " (TLS\($0.tls!.verifyClient == .off ? "" : ", client certificates \($0.tls!.verifyClient.rawValue)"))")" }
         .joined(separator: ", ")
@@ -64,6 +73,7 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
     }
     try withExtendedLifetime((sources, admin)) { try server.run() }
     admin?.stop()
+    audit?.close(unixMillis: Int64(unixNow()) * 1000)  // a last signed checkpoint
 }
 
 /// What the verifier fetches and signs with: the network resolvers (kept across a reload where
@@ -97,6 +107,7 @@ func restartOnlyChanges(_ a: ProxyConfig, _ b: ProxyConfig) -> [String] {
     if a.upstream != b.upstream { changed.append("upstream") }
     if a.accessLog != b.accessLog { changed.append("access_log") }
     if a.adminListen != b.adminListen { changed.append("admin_listen") }
+    if a.audit != b.audit { changed.append("audit") }
     if a.clientMaxBodySize != b.clientMaxBodySize || a.maxHeaderBytes != b.maxHeaderBytes
         || a.maxHeaderCount != b.maxHeaderCount || a.maxURILength != b.maxURILength { changed.append("HTTP limits") }
     if a.headerTimeout != b.headerTimeout || a.idleTimeout != b.idleTimeout || a.upstreamConnectTimeout != b.upstreamConnectTimeout

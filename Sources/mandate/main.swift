@@ -23,6 +23,10 @@ usage: mandate <command> [options]       (mandate --version)
            [--cacert PEM] (--key FILE | --cert PEM --cert-key PEM) --chain FILE URL
                                             send a request with a fresh DPoP proof (exit 22 on 4xx/5xx);
                                             a certificate-bound chain goes as Bearer over --cert instead
+  audit    verify [--key FILE] FILE... | show [--agent DID] [--principal P] FILE...
+                                            check the audit trail (files oldest first: edits, deletions, insertions,
+                                            reordering, checkpoint signatures; names the first bad record), or list
+                                            one agent's or principal's records
   loadgen  URL [-c CONNS] [-d DURATION] [-R RATE] [-t THREADS] [--warmup D] [--json FILE]
            [--no-auth | --key FILE --chain FILE | --principal-key FILE [--identities N] [--alg A] [--scope S]]
            [--reuse-proof] [--write-identities DIR] [--minters N] [--origin ORIGIN] [-X METHOD] [-H ...]... [--body DATA|@FILE]
@@ -77,6 +81,7 @@ do {
     case "delegate": try Delegate.run(args)
     case "request": exit(try Request.run(args))
     case "explain": exit(try Explain.run(args))
+    case "audit": exit(try Audit.run(args))
     case "loadgen": try Loadgen.run(args)
     case "help", "--help", "-h": print(usage)
     default: fail("unknown command '\(command)'\n\(usage)", status: 2)

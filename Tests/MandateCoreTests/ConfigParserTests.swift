@@ -388,4 +388,13 @@ import MandateCrypto
         #expect(error(org + #" max_scope 'a"c';"# + "\n}") == #"proxy.conf:2: 'a"c' is not an RFC 6749 scope token"#)
         #expect(error("txn_token {\n keys a.jwk a.jwk;\n trust_domain d;\n}") == "proxy.conf:2: key file a.jwk is listed twice")
     }
+
+    @Test func parsesAudit() throws {
+        let c = try ConfigParser.parse("upstream http://127.0.0.1:9;\npublic_origin https://a.example;\n"
+                                       + "audit { file audit.jsonl; key /k/audit.jwk; checkpoint_every 10; max_size 1m; }", file: "/etc/m/p.conf")
+        var a = ProxyConfig.Audit(file: "/etc/m/audit.jsonl", key: "/k/audit.jwk")
+        a.checkpointEvery = 10; a.maxSize = 1 << 20
+        #expect(c.audit == a)
+        #expect(error("audit { file a; }") == "proxy.conf:1: audit needs file and key")
+    }
 }

@@ -71,14 +71,16 @@ public struct ChainWalker: Sendable {
         guard organization == nil || root.principalSubject != nil else {
             return .refused(Denial(.invalidToken, "a root from an organization must name its principal (principal.sub)"))
         }
-        return .verified(VerifiedChain(
+        var chain = VerifiedChain(
             principal: organization == nil ? root.issuer : root.principalSubject ?? "", agent: leaf.subject, dids: [links[0].issuer] + links.map(\.subject),
             scopes: leaf.scopes, proofKeyThumbprint: leaf.confirmedKeyThumbprint ?? "",
             notBefore: links.map { max($0.notBefore ?? $0.issuedAt, $0.issuedAt) }.max()!,
             expiresAt: links.map(\.expiresAt).min()!, ancestry: ancestry,
             certificateThumbprint: leaf.certificateThumbprint,
             certificateKeys: leaf.certificateThumbprint == nil ? [] : agentKeys, resolvedUntil: resolvedUntil,
-            organization: organization))
+            organization: organization)
+        chain.jtis = links.map(\.id)
+        return .verified(chain)
     }
 
     static func place(_ i: Int, _ n: Int) -> String {

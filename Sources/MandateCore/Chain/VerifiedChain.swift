@@ -7,6 +7,8 @@ public struct VerifiedChain: Sendable, Equatable {
     public var organization: String?
     /// The authorization server, for a chain that is an OAuth access token.
     public var issuer: String?
+    /// The links' jti, root first (or the access token's), for the audit trail.
+    public var jtis: [String] = []
     /// Bound to a DPoP key or a client certificate; an OAuth token may be neither (Bearer).
     public var senderConstrained: Bool { !proofKeyThumbprint.isEmpty || certificateThumbprint != nil }
     /// The leaf's `sub`.

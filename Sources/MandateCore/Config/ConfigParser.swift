@@ -110,7 +110,7 @@ public struct ConfigParser {
                 if let first = seen[d.name] { throw error(d.line, "'\(d.name)' is duplicate (first at line \(first))") }
                 seen[d.name] = d.line
             }
-            if d.block != nil && !["principal", "organization", "oauth_issuer", "route", "listen", "did_web", "txn_token"].contains(d.name) {
+            if d.block != nil && !["principal", "organization", "oauth_issuer", "route", "listen", "did_web", "txn_token", "audit"].contains(d.name) {
                 throw error(d.line, "'\(d.name)' does not take a block")
             }
             switch d.name {
@@ -156,6 +156,7 @@ public struct ConfigParser {
             case "principal": c.principals.append(try principal(d))
             case "did_web": c.didWeb = try didWeb(d)
             case "txn_token": c.txnToken = try txnToken(d)
+            case "audit": c.audit = try audit(d)
             case "admin_listen": c.adminListen = try address(one(d))
             case "organization": c.organizations.append(try organization(d))
             case "oauth_issuer":
@@ -373,6 +374,27 @@ public struct ConfigParser {
         if let workload { t.workload = workload }
         if let ttl { t.ttl = ttl }
         return t
+    }
+
+    func audit(_ d: Directive) throws(ConfigError) -> ProxyConfig.Audit {
+        guard d.args.isEmpty, let block = d.block else { throw error(d.line, "audit takes a block: audit { file FILE; key FILE; }") }
+        var file: String?, key: String?, every: Int?, size: Int?
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in audit") }
+            switch b.name {
+            case "file": file = resolvePath(try one(b).text)
+            case "key": key = resolvePath(try one(b).text)
+            case "checkpoint_every": every = try int(one(b), 1...1_000_000)
+            case "max_size": size = try self.size(one(b))
+            default: throw error(b.line, "unknown directive '\(b.name)' in audit (file, key, checkpoint_every, max_size)")
+            }
+        }
+        guard let file, let key else { throw error(d.line, "audit needs file and key") }
+        var a = ProxyConfig.Audit(file: file, key: key)
+        if let every { a.checkpointEvery = every }
+        if let size { a.maxSize = size }
+        return a
     }
 
     func onOff(_ t: Token) throws(ConfigError) -> Bool {

@@ -95,6 +95,16 @@ public struct ProxyConfig: Sendable {
         public init(keyFiles: [String], trustDomain: String) { self.keyFiles = keyFiles; self.trustDomain = trustDomain }
     }
 
+    /// `audit { file F; key F; checkpoint_every N; max_size S; }`: the hash-chained audit trail.
+    public struct Audit: Sendable, Equatable {
+        public var file: String
+        /// Private JWK (`mandate keygen`) that signs checkpoints.
+        public var key: String
+        public var checkpointEvery = 1000
+        public var maxSize = 100 << 20
+        public init(file: String, key: String) { self.file = file; self.key = key }
+    }
+
     public enum Effect: String, Sendable { case allow, deny, approve }
 
     public struct Route: Sendable, Equatable {
@@ -162,6 +172,7 @@ public struct ProxyConfig: Sendable {
     public var organizations: [Organization] = []
     public var oauthIssuers: [OAuthIssuer] = []
     public var txnToken: TxnToken?
+    public var audit: Audit?
     /// `admin_listen ADDR;`: the admin listener (JWKS, health); none when absent.
     public var adminListen: Listen?
     public var routes: [Route] = []

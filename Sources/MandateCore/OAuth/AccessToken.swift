@@ -82,7 +82,9 @@ public struct AccessTokenRules: Sendable {
             // The algorithm is the key's (one per key): a mismatching alg is refused by verify.
             if case .failure(let r) = jws.verify(with: key) { return refuse(r.description) }
         }
-        return .verified(who.chain(issuer: iss, notBefore: notBefore, expiresAt: exp, reverifyAt: now + Int64(issuer.settings.keys.refresh)))
+        var chain = who.chain(issuer: iss, notBefore: notBefore, expiresAt: exp, reverifyAt: now + Int64(issuer.settings.keys.refresh))
+        chain.jtis = [jti]
+        return .verified(chain)
     }
 
     /// Who a token (its JWT claims, or an introspection response) says is calling.

@@ -65,6 +65,10 @@ public struct AuditFacts: Sendable, Equatable {
     public var organization: String?
     /// The authorization server of an OAuth access token.
     public var issuer: String?
+    /// The delegations' (or the access token's) jti, root first, for the audit trail.
+    public var jtis: [String] = []
+    /// How possession was proven: dpop, rfc9421, mtls, or bearer (a plain access token).
+    public var proof: String?
     public init(principal: String? = nil, agent: String? = nil, chain: [String] = [], route: String? = nil,
                 scope: String? = nil, organization: String? = nil, issuer: String? = nil) {
         self.principal = principal; self.agent = agent; self.chain = chain; self.route = route; self.scope = scope

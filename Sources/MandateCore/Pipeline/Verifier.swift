@@ -245,6 +245,8 @@ public final class Verifier: RequestGate {
         // token, only to have it: the route must accept that).
         var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
                                scope: chain.scopeText, organization: chain.organization, issuer: chain.issuer)
+        facts.jtis = chain.jtis
+        facts.proof = signature != nil ? "rfc9421" : proof != nil ? "dpop" : chain.certificateThumbprint != nil ? "mtls" : "bearer"
         let (route, denial) = policy.decide(method: head.method, path: path, chain: chain)
         facts.route = route.map { $0.prefix }
         if let route, !chain.senderConstrained, !route.allowBearer {
