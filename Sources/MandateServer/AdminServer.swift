@@ -1,20 +1,26 @@
 import Glibc
 import CMandateShim
 import MandateCore
+import MandateCrypto
 import MandateHTTP
 import Synchronization
 
 /// The admin listener (`admin_listen`), apart from agent traffic: `/.well-known/jwks.json` (the
-/// Txn-Token keys), `/healthz` and `/readyz`. Low traffic: blocking sockets, a thread per
+/// Txn-Token keys), `/healthz` and `/readyz` for anyone who can reach it; `/metrics` only with
+/// `Authorization: Bearer <admin token>`. Low traffic: blocking sockets, a thread per
 /// connection, at most 32 at once, each bounded by a 10 s receive timeout.
 public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed after init
     public let port: Int
     private let fd: Int32
     private let jwks: @Sendable () -> [UInt8]?
+    private let metrics: @Sendable () -> String
+    private let token: [UInt8]?
     private let active = Atomic<Int>(0)
 
-    /// `jwks`: the current key set (read per request, so a reload rotates it), nil when there is none.
-    public init(host: String, port: Int, jwks: @escaping @Sendable () -> [UInt8]?) throws {
+    /// `jwks`: the current key set (read per request, so a reload rotates it), nil when there is
+    /// none. `token`: what `/metrics` needs (nil: it is not served).
+    public init(host: String, port: Int, token: String?, jwks: @escaping @Sendable () -> [UInt8]?,
+                metrics: @escaping @Sendable () -> String) throws {
         if port != 0 && mandate_port_in_use(host, Int32(port)) == 1 {
             throw ServerError("admin_listen \(host):\(port): address already in use")
         }
@@ -23,6 +29,8 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
         _ = mandate_set_blocking(fd)
         self.port = Int(mandate_local_port(fd))
         self.jwks = jwks
+        self.metrics = metrics
+        self.token = token.map { Array($0.utf8) }
     }
 
     public func run() {
@@ -91,6 +99,24 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
         switch h.path {
         case "/healthz", "/readyz":
             write(c, 200, json, Array("{\"status\":\"ok\"}\n".utf8), head: isHEAD)
+        case "/metrics":
+            guard let token else {
+                write(c, 404, json, Denial(.invalidRequest, "set admin_token_file to serve /metrics", status: 404).jsonBody(requestID: "admin"),
+                      head: isHEAD)
+                return true
+            }
+            // RFC 6750 §2.1, compared in constant time.
+            let given = h.value("Authorization").flatMap { v -> [UInt8]? in
+                let b = Array(v.utf8)
+                guard b.count > 7, b[0 ..< 7].elementsEqual("bearer ".utf8, by: { ($0 | 0x20) == $1 }) else { return nil }
+                return Array(b[7...])
+            }
+            guard let given, constantTimeEqual(given, token) else {
+                write(c, 401, json.merging(["WWW-Authenticate": "Bearer realm=\"mandate-admin\""]) { a, _ in a },
+                      Denial(.invalidToken, "the admin token is required").jsonBody(requestID: "admin"), head: isHEAD)
+                return true
+            }
+            write(c, 200, ["Content-Type": "text/plain; version=0.0.4"], Array(metrics().utf8), head: isHEAD)
         case "/.well-known/jwks.json":
             if let keys = jwks() {
                 write(c, 200, ["Content-Type": "application/jwk-set+json", "Cache-Control": "max-age=60"], keys, head: isHEAD)

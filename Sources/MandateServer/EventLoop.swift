@@ -95,6 +95,9 @@ final class EventLoop: @unchecked Sendable {
     var requestIDs = RequestIDGenerator()
     let logSink: AccessLogSink
     let audit: AuditTrail?
+    let metrics = LoopMetrics()
+    /// Open connections, readable from other threads (/metrics).
+    let openConnections = Atomic<Int>(0)
     var logBytes: [UInt8] = []
     var logLine = ""
     /// Scratch for one upstream header line as curl takes it (it copies).
@@ -256,6 +259,7 @@ final class EventLoop: @unchecked Sendable {
             let c = ClientConnection(loop: self, fd: fd, slot: slot, tag: tag, address: peer, tls: session, now: now)
             connections[slot] = c
             liveConnections += 1
+            openConnections.store(liveConnections, ordering: .relaxed)
             _ = mandate_epoll_add(epfd, fd, c.interest, tag)
         }
     }
@@ -266,6 +270,7 @@ final class EventLoop: @unchecked Sendable {
         generations[slot] &+= 1
         freeSlots.append(slot)
         liveConnections -= 1
+        openConnections.store(liveConnections, ordering: .relaxed)
     }
 
     /// Under connection pressure the idle keep-alive connection that has waited longest goes first.
@@ -393,6 +398,7 @@ final class EventLoop: @unchecked Sendable {
     // MARK: Access log
 
     func log(_ record: AccessRecord) {
+        metrics.record(forwarded: record.forwarded, reason: record.reason, seconds: record.latencyMillis / 1000)
         audit?.append(record.auditFields(), unixMillis: record.unixMillis)
         guard logSink.fd >= 0 else { return }
         logLine.removeAll(keepingCapacity: true)

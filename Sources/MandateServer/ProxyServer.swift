@@ -99,6 +99,12 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         return failures
     }
 
+    /// /metrics, with the verifier's cache counts.
+    public func metricsText(chainCache: (hits: Int, misses: Int)) -> String {
+        MetricsText.render(loops: loops.map(\.metrics), chainCache: chainCache,
+                           connections: loops.reduce(0) { $0 + $1.openConnections.load(ordering: .relaxed) })
+    }
+
     /// Times the loops returned from epoll_wait, in all.
     var loopWakeups: Int { loops.reduce(0) { $0 + $1.wakeups.load(ordering: .relaxed) } }
 

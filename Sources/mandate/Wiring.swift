@@ -66,8 +66,17 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
     var admin: AdminServer?
     if let a = config.adminListen {
         do {
-            admin = try AdminServer(host: a.host, port: a.port) { reloadable.verifier.resolvers.txnTokens?.jwks }
-        } catch { throw CLIError(message: "\(error)") }
+            var token: String?
+            if let f = config.adminTokenFile {
+                // One line; at least 32 characters, so that it cannot be guessed.
+                let t = try Files.readText(f).trimmingCharacters(in: "\n\r \t")  // not "\r\n": one Character
+                guard t.utf8.count >= 32 else { throw CLIError(message: "admin_token_file \(f): the token must be at least 32 characters") }
+                token = t
+            }
+            admin = try AdminServer(host: a.host, port: a.port, token: token,
+                                    jwks: { reloadable.verifier.resolvers.txnTokens?.jwks },
+                                    metrics: { server.metricsText(chainCache: reloadable.verifier.chainCacheCounts) })
+        } catch let e as CLIError { throw e } catch { throw CLIError(message: "\(error)") }
         print("mandate: admin listener on \(a.host):\(admin!.port)", to: &err)
         admin!.start()
     }

@@ -142,3 +142,34 @@ def test_admin_listener(tmp_path, upstream, ids):
         c.close()
     finally:
         p.proxy.stop()
+
+
+def test_metrics_need_the_admin_token(tmp_path, upstream, ids):
+    keygen(tmp_path / "k.jwk")
+    token = "t0k-" + "x" * 40
+    (tmp_path / "admin.token").write_text(token + "\n")
+    p = TxnProxy(tmp_path, upstream.port, {"Alice": ids.alice.did}, ["k.jwk"])
+    p.proxy.stop()
+    text = p.conf.read_text() + "admin_token_file admin.token;\n"
+    p.conf.write_text(text)
+    p.proxy = Proxy(str(p.conf), p.port, tmp_path / "access.log")
+    try:
+        c = chain(ids.alice, [ids.agent()], ["echo"])
+        for i in range(3):
+            assert_forwarded(p.send(c.headers("GET", p.origin + f"/echo/{i}"), f"/echo/{i}"))
+        assert p.send({}).status == 401
+        url = f"http://127.0.0.1:{p.admin}/metrics"
+        for auth in [None, "Bearer wrong", "Basic " + token]:
+            req = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(req)
+            assert e.value.code == 401
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "Bearer " + token})) as r:
+            body = r.read().decode()
+            assert r.headers["Content-Type"].startswith("text/plain")
+        assert 'mandate_requests_total{decision="forward",reason=""} 3' in body, body
+        assert 'mandate_requests_total{decision="refuse",reason="missing_credential"} 1' in body, body
+        assert 'mandate_request_duration_seconds_count 4' in body, body
+        assert 'mandate_chain_cache_lookups_total{result="hit"} 2' in body, body
+    finally:
+        p.proxy.stop()

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Chains already verified, by SHA-256 of the leaf token. A leaf commits to its parent through
 /// `prf`, and so on up to the root, so its hash names the whole chain; the entry also keeps the
 /// presented Agent-Delegation text, and answers only when it is byte-identical.
@@ -21,8 +23,15 @@ public final class ChainCache: Sendable {
 
     private func shard(_ k: Key) -> Locked<[Key: VerifiedChain]> { shards[Int(k.d % UInt64(shards.count))] }
 
+    /// For /metrics: lookups that found a chain, and that did not.
+    public let hits = Atomic<Int>(0), misses = Atomic<Int>(0)
+
     public func lookup(_ key: Key, ancestry: [UInt8]) -> VerifiedChain? {
-        guard let hit = shard(key).withLock({ $0[key] }), hit.ancestry == ancestry else { return nil }
+        guard let hit = shard(key).withLock({ $0[key] }), hit.ancestry == ancestry else {
+            misses.add(1, ordering: .relaxed)
+            return nil
+        }
+        hits.add(1, ordering: .relaxed)
         return hit
     }
 

@@ -158,6 +158,7 @@ public struct ConfigParser {
             case "txn_token": c.txnToken = try txnToken(d)
             case "audit": c.audit = try audit(d)
             case "admin_listen": c.adminListen = try address(one(d))
+            case "admin_token_file": c.adminTokenFile = resolvePath(try one(d).text)
             case "organization": c.organizations.append(try organization(d))
             case "oauth_issuer":
                 let i = try oauthIssuer(d)

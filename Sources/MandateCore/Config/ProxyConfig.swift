@@ -175,6 +175,8 @@ public struct ProxyConfig: Sendable {
     public var audit: Audit?
     /// `admin_listen ADDR;`: the admin listener (JWKS, health); none when absent.
     public var adminListen: Listen?
+    /// `admin_token_file F;`: the bearer token the admin listener's private paths need.
+    public var adminTokenFile: String?
     public var routes: [Route] = []
 
     // Chain rules

@@ -41,6 +41,10 @@ public final class Verifier: RequestGate {
     }
 
     public let resolvers: Resolvers
+    /// Chain-cache lookups (hits, misses), for /metrics.
+    public var chainCacheCounts: (hits: Int, misses: Int) {
+        (chains.hits.load(ordering: .relaxed), chains.misses.load(ordering: .relaxed))
+    }
     let accessTokens: AccessTokenRules
 
     /// The verifier for a reloaded configuration: same replay store, and never a wider replay
