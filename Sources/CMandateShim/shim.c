@@ -301,17 +301,18 @@ int mandate_is_private_address(const struct sockaddr *sa) {
     return 1;
 }
 
+// clientp: an int, 1 when private destinations are allowed; set to -1 when one was refused.
 static curl_socket_t guarded_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
     (void)purpose;
-    int allow_private = clientp != NULL;
-    if (!allow_private && mandate_is_private_address(&a->addr)) return CURL_SOCKET_BAD;
+    int *guard = clientp;
+    if (*guard != 1 && mandate_is_private_address(&a->addr)) { *guard = -1; return CURL_SOCKET_BAD; }
     return socket(a->family, a->socktype, a->protocol);
 }
 
-CURLcode mandate_curl_guard_destinations(CURL *h, int allow_private) {
+CURLcode mandate_curl_guard_destinations(CURL *h, int *guard) {
     CURLcode rc = curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, guarded_socket);
     if (rc != CURLE_OK) return rc;
-    return curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, allow_private ? (void *)1 : NULL);
+    return curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, guard);
 }
 
 // MARK: RSA (RS256, RFC 7518 §3.3): OAuth authorization servers' keys only

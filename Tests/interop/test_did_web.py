@@ -278,7 +278,7 @@ def test_private_addresses_need_allowing(tmp_path, upstream, dids, ids):
     try:
         agent = web_party(dids, "agents", "private")
         o = p.send(root(ids.alice, agent, ids.alice.did + "#" + ids.alice.did[8:]))
-        assert_refused(o, 401, "invalid_token", "private addresses are not fetched from")
+        assert_refused(o, 401, "invalid_token", "a private address (set allow_private_addresses on")
         assert dids.count(agent.did) == 0
     finally:
         p.stop()
@@ -362,3 +362,17 @@ def test_partner_organization_speaks_for_its_people(tmp_path, upstream, dids, id
         assert any(r.get("organization") == partner.did and r["principal"] == "bob@partner.example" for r in log)
     finally:
         p.stop()
+
+
+def test_a_failing_document_server_is_503_not_the_agents_fault(web_proxy, dids, ids):
+    """A server error or an unreachable server may pass: 503 with Retry-After, not a 401 that
+    tells the agent its token is bad. A 404 is an answer: 401."""
+    a = ids.alice
+    kid = a.did + "#" + a.did[8:]
+    down = Party(Key.ed25519(), dids.did("agents", "down"))
+    dids.routes[dids.path_of(down.did)] = (503, b"maintenance", {}, 0)
+    o = web_proxy.send(root(a, down, kid))
+    assert_refused(o, 503, "temporarily_unavailable", "HTTP 503")
+    assert o.response_headers.get("retry-after") == ["1"]
+    nowhere = Party(Key.ed25519(), f"did:web:localhost%3A{free_port()}:x")
+    assert_refused(web_proxy.send(root(a, nowhere, kid)), 503, "temporarily_unavailable", "fetching https://localhost")

@@ -22,8 +22,9 @@ CURLMcode mandate_curl_multi_setopt_ptr(CURLM *m, CURLMoption o, void *v);
 CURLMcode mandate_curl_multi_setopt_socketfn(CURLM *m,
     int (*cb)(CURL *, curl_socket_t, int, void *, void *));
 CURLMcode mandate_curl_multi_setopt_timerfn(CURLM *m, int (*cb)(CURLM *, long, void *));
-// did:web fetches: connect only to public addresses unless allow_private (checked per address).
-CURLcode mandate_curl_guard_destinations(CURL *h, int allow_private);
+// Outbound fetches: connect only to public addresses unless *guard is 1 (checked per address);
+// *guard becomes -1 when a destination was refused. It must outlive the transfer.
+CURLcode mandate_curl_guard_destinations(CURL *h, int *guard);
 int mandate_is_private_address(const struct sockaddr *sa);
 // CURLMsg holds a union; return its fields.
 int mandate_curl_multi_info_read(CURLM *m, CURL **easy, CURLcode *result);

@@ -131,5 +131,7 @@ let maxNumericDate: Int64 = 253_402_300_799  // 9999-12-31T23:59:59Z
 /// A human-readable reason a check failed; the caller decides the Denial code.
 public struct Reason: Error, Equatable, Sendable {
     public var text: String
-    public init(_ text: String) { self.text = text }
+    /// The failure may pass on its own (a fetch that timed out, a server error): 503, not 401.
+    public var temporary: Bool
+    public init(_ text: String, temporary: Bool = false) { self.text = text; self.temporary = temporary }
 }

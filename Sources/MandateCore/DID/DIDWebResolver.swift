@@ -68,6 +68,7 @@ public final class DIDWebResolver: Sendable {
         var fetchedAt = 0.0
         var failedUntil = 0.0
         var failure = ""
+        var failureTemporary = false
         var inFlight: Readiness?
     }
 
@@ -108,7 +109,7 @@ public final class DIDWebResolver: Sendable {
             if let r = e.inFlight { return (.pending(r), nil) }
             let stale = e.document != nil && age < s.ttl + s.maxStale
             if now < e.failedUntil {
-                return (stale ? served(e.failedUntil) : .failed("did:web \(e.failure)", temporary: false), nil)
+                return (stale ? served(e.failedUntil) : .failed("did:web \(e.failure)", temporary: e.failureTemporary), nil)
             }
             if missingKid && e.document != nil && age < s.kidCooldown {
                 return (served(e.fetchedAt + s.ttl), nil)  // the document is recent: the kid is not in it
@@ -158,7 +159,7 @@ public final class DIDWebResolver: Sendable {
             case .success(let d):
                 e.document = d; e.fetchedAt = now; e.failedUntil = 0
             case .failure(let r):
-                e.failedUntil = now + settings.negativeTTL; e.failure = r.text
+                e.failedUntil = now + settings.negativeTTL; e.failure = r.text; e.failureTemporary = r.temporary
             }
             st.entries[did] = e
         }

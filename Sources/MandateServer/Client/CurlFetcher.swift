@@ -71,7 +71,7 @@ public final class CurlFetcher: DocumentFetcher, FormPoster {
             return curl_easy_perform(h)
         }
         if sink.tooLarge || rc == CURLE_FILESIZE_EXCEEDED { return .failure(Reason("answer from \(url) is larger than \(s.maxSize) bytes")) }
-        guard rc == CURLE_OK else { return .failure(Reason("\(url): \(String(cString: curl_easy_strerror(rc)))")) }
+        guard rc == CURLE_OK else { return .failure(Reason("\(url): \(String(cString: curl_easy_strerror(rc)))", temporary: transient(rc))) }
         var status = 0
         _ = mandate_curl_easy_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
         return .success((status, sink.body))
@@ -90,7 +90,8 @@ public final class CurlFetcher: DocumentFetcher, FormPoster {
         _ = mandate_curl_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
         _ = mandate_curl_easy_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0)
         _ = mandate_curl_easy_setopt_off(h, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(s.maxSize))
-        _ = mandate_curl_guard_destinations(h, s.allowPrivateAddresses ? 1 : 0)
+        sink.guardState.pointee = s.allowPrivateAddresses ? 1 : 0
+        _ = mandate_curl_guard_destinations(h, sink.guardState)
         _ = mandate_curl_easy_setopt_ptr(h, CURLOPT_WRITEDATA, Unmanaged.passUnretained(sink).toOpaque())
         _ = mandate_curl_easy_setopt_write(h, CURLOPT_WRITEFUNCTION) { ptr, size, n, ud in
             let sink = Unmanaged<Sink>.fromOpaque(ud!).takeUnretainedValue()
@@ -104,6 +105,18 @@ public final class CurlFetcher: DocumentFetcher, FormPoster {
         var body: [UInt8] = []
         var limit = 0
         var tooLarge = false
+        /// The destination guard's state (see mandate_curl_guard_destinations): stable memory,
+        /// read by curl's callback during the transfer.
+        let guardState = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        init() { guardState.initialize(to: 0) }
+        deinit { guardState.deallocate() }
+    }
+
+    /// Worth retrying soon: the network or the server failed, rather than answered. (A name that
+    /// does not resolve is taken as an answer: that DID names no server.)
+    static func transient(_ rc: CURLcode) -> Bool {
+        [CURLE_OPERATION_TIMEDOUT, CURLE_COULDNT_CONNECT, CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_GOT_NOTHING,
+         CURLE_PARTIAL_FILE].contains(rc)
     }
 
     static func get(_ start: String, _ s: ProxyConfig.FetchSettings) -> Result<[UInt8], Reason> {
@@ -124,14 +137,17 @@ public final class CurlFetcher: DocumentFetcher, FormPoster {
             let rc = curl_easy_perform(h)
             if sink.tooLarge || rc == CURLE_FILESIZE_EXCEEDED { return .failure(Reason("document at \(url) is larger than \(s.maxSize) bytes")) }
             guard rc == CURLE_OK else {
-                let why = rc == CURLE_COULDNT_CONNECT && !s.allowPrivateAddresses
-                    ? "cannot connect (private addresses are not fetched from)" : String(cString: curl_easy_strerror(rc))
-                return .failure(Reason("fetching \(url): \(why)"))
+                if sink.guardState.pointee == -1 {
+                    return .failure(Reason("fetching \(url): a private address (set allow_private_addresses on to fetch from one)"))
+                }
+                return .failure(Reason("fetching \(url): \(String(cString: curl_easy_strerror(rc)))", temporary: transient(rc)))
             }
             var status = 0
             _ = mandate_curl_easy_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
             if status == 200 { return .success(sink.body) }
-            guard (301...308).contains(status), status != 304 else { return .failure(Reason("fetching \(url): HTTP \(status)")) }
+            guard (301...308).contains(status), status != 304 else {
+                return .failure(Reason("fetching \(url): HTTP \(status)", temporary: status >= 500 || status == 429))
+            }
             var location: UnsafeMutableRawPointer?
             _ = mandate_curl_easy_getinfo_ptr(h, CURLINFO_REDIRECT_URL, &location)
             guard let location else { return .failure(Reason("fetching \(url): HTTP \(status) without a Location")) }
