@@ -48,6 +48,10 @@ public struct AccessRecord: Sendable, Equatable {
         }
         s += ",\"agent\":"
         Self.appendOptional(facts.agent, to: &s)
+        if let proof = facts.proof {
+            s += ",\"proof\":"
+            JSONText.appendString(proof, to: &s)
+        }
         s += ",\"chain\":["
         for (i, link) in facts.chain.enumerated() {
             if i > 0 { s += "," }

@@ -10,7 +10,7 @@ import Glibc
 /// print the decision, as the proxy would make it now. For operators debugging a refusal.
 enum Explain {
     static func run(_ args: [String]) throws -> Int32 {
-        let o = try Options(args, valued: ["--config", "-X", "-H", "--headers"])
+        let o = try Options(args, valued: ["--config", "-X", "-H", "--headers", "--cert"])
         let config = try Serve.load(try o.required("--config"))
         let verifier: Verifier
         let resolvers = try services(for: config)
@@ -31,14 +31,20 @@ enum Explain {
         }
         for h in o.values["-H"] ?? [] { headers.append(try field(h[...], "-H")) }
         let head = HTTPRequestHead(method: o.one("-X") ?? "GET", target: o.positional[0], headers: headers)
-        var admission = verifier.admit(head, peer: Peer(address: "127.0.0.1"), requestID: "explain", now: unixNow())
+        // --cert: as if over mutual TLS with this (verified) client certificate.
+        var peer = Peer(address: "127.0.0.1")
+        if let c = o.one("--cert") {
+            do { peer = Peer(address: "127.0.0.1", tls: true, certificate: try CertificateFile.load(c).certificate) }
+            catch { throw CLIError(message: "\(error)", status: 2) }
+        }
+        var admission = verifier.admit(head, peer: peer, requestID: "explain", now: unixNow())
         // A did:web document being fetched: wait for it, as the server does.
         for _ in 0 ..< 4 {
             guard case .wait(let r) = admission else { break }
             let done = DispatchSemaphore(value: 0)
             r.whenReady { done.signal() }
             done.wait()
-            admission = verifier.admit(head, peer: Peer(address: "127.0.0.1"), requestID: "explain", now: unixNow())
+            admission = verifier.admit(head, peer: peer, requestID: "explain", now: unixNow())
         }
         switch admission {
         case .forward(let plan):

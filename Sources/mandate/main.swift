@@ -17,7 +17,7 @@ usage: mandate <command> [options]       (mandate --version)
   delegate --key FILE (--to DID [--to-jkt JKT] | --bind-cert PEM) --scope "..." --ttl DURATION
            [--parent TOKEN|@FILE] [--aud AUD] [--max-depth N] [--issuer DID --kid DID#FRAG] [--principal ID]
                                             sign a delegation (--bind-cert: to that client certificate); prints the token
-  explain  --config FILE [-X METHOD] [-H ...]... [--headers FILE|-] PATH
+  explain  --config FILE [-X METHOD] [-H ...]... [--headers FILE|-] [--cert PEM] PATH
                                             verify a request offline; print the decision
   request  [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE] [-i] [--print-headers]
            [--cacert PEM] (--key FILE | --cert PEM --cert-key PEM) --chain FILE URL

@@ -504,3 +504,24 @@ def test_cli_refuses_to_bind_a_certificate_that_cannot_work(ids, pki, tmp_path):
     r = run("delegate", "--key", str(tmp_path / "alice.jwk"), "--bind-cert", str(tmp_path / "junk.pem"),
             "--scope", "echo", "--ttl", "10m", check=False)
     assert r.returncode == 1 and f"{tmp_path / 'junk.pem'}: not a PEM certificate" in r.stderr, r.stderr
+
+
+def test_explain_with_a_client_certificate_and_the_proof_in_the_log(tls_proxy, ids, pki, tmp_path):
+    a = bound_agent(tmp_path, pki.client_ca, ids.alice, "agent-explain")
+    args = ["explain", "--config", str(tls_proxy.config), "-H", "Authorization: Bearer " + a.token, "/echo/x"]
+    assert run(*args, check=False).stdout.startswith("refuse 401 invalid_token")  # no certificate: no binding
+    r = run(*args[:1], "--cert", a.files[0], *args[1:])
+    assert r.stdout.startswith("forward /echo/x"), r.stdout + r.stderr
+    conn = tls_proxy.connect(cert=a.files)
+    try:
+        assert_forwarded(request(conn, "GET", "/echo/logged", a.bearer))
+    finally:
+        conn.close()
+    deadline = time.monotonic() + 5
+    while True:
+        log = [json.loads(l) for l in (tls_proxy.dir / "access.log").read_text().splitlines()]
+        if any(r["path"] == "/echo/logged" for r in log):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [r["proof"] for r in log if r["path"] == "/echo/logged"] == ["mtls"]
