@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <openssl/pem.h>
 
-void mandate_tls_error(char *out, size_t outlen) {
+static void tls_error(char *out, size_t outlen) {
     unsigned long e = ERR_get_error();
     const char *reason = e ? ERR_reason_error_string(e) : NULL;
     snprintf(out, outlen, "%s", reason ? reason : "unknown OpenSSL error");
@@ -50,7 +50,7 @@ mandate_tls_ctx *mandate_tls_ctx_new(const char *cert, const char *key, const ch
                                      char *err, size_t errlen) {
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx) { mandate_tls_error(err, errlen); return NULL; }
+    if (!ctx) { tls_error(err, errlen); return NULL; }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
@@ -61,13 +61,13 @@ mandate_tls_ctx *mandate_tls_ctx_new(const char *cert, const char *key, const ch
     if (SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                                      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1) {
-        mandate_tls_error(err, errlen); SSL_CTX_free(ctx); return NULL;
+        tls_error(err, errlen); SSL_CTX_free(ctx); return NULL;
     }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     static const unsigned char sid[] = "mandate";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        char why[200]; mandate_tls_error(why, sizeof why);
+        char why[200]; tls_error(why, sizeof why);
         snprintf(err, errlen, "certificate %s: %s", cert, why); SSL_CTX_free(ctx); return NULL;
     }
     int encrypted = 0;
@@ -75,7 +75,7 @@ mandate_tls_ctx *mandate_tls_ctx_new(const char *cert, const char *key, const ch
     int loaded = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
     SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
     if (loaded != 1) {
-        char why[200]; mandate_tls_error(why, sizeof why);
+        char why[200]; tls_error(why, sizeof why);
         if (encrypted) snprintf(err, errlen, "key %s is encrypted; give it unencrypted (there is no passphrase prompt)", key);
         else snprintf(err, errlen, "key %s: %s", key, why);
         SSL_CTX_free(ctx); return NULL;
@@ -86,7 +86,7 @@ mandate_tls_ctx *mandate_tls_ctx_new(const char *cert, const char *key, const ch
     }
     if (ca && verify != MANDATE_VERIFY_OFF) {
         if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-            char why[200]; mandate_tls_error(why, sizeof why);
+            char why[200]; tls_error(why, sizeof why);
             snprintf(err, errlen, "client_ca %s: %s", ca, why); SSL_CTX_free(ctx); return NULL;
         }
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
@@ -143,16 +143,6 @@ void mandate_tls_close_notify(mandate_tls *t) {
     ERR_clear_error();
 }
 
-const char *mandate_tls_version(mandate_tls *t) { return SSL_get_version(t); }
-
-int mandate_tls_alpn(mandate_tls *t, char *out, size_t outlen) {
-    const unsigned char *p = NULL; unsigned int n = 0;
-    SSL_get0_alpn_selected(t, &p, &n);
-    if (!p || n + 1 > outlen) { if (outlen) out[0] = 0; return 0; }
-    memcpy(out, p, n); out[n] = 0;
-    return (int)n;
-}
-
 // SHA-256 of the DER and the public key (see mandate_tls_peer).
 static void describe(X509 *c, uint8_t sha256[32], uint8_t key[65], int *key_kind) {
     *key_kind = 0;
@@ -193,7 +183,7 @@ int mandate_x509_file(const char *path, uint8_t sha256[32], uint8_t key[65], int
     if (!f) { snprintf(err, errlen, "%s", strerror(errno)); return 0; }
     X509 *c = PEM_read_X509(f, NULL, NULL, NULL);
     fclose(f);
-    if (!c) { mandate_tls_error(err, errlen); return 0; }
+    if (!c) { tls_error(err, errlen); return 0; }
     describe(c, sha256, key, key_kind);
     X509_free(c);
     return 1;

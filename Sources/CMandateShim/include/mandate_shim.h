@@ -74,11 +74,6 @@ int mandate_tls_read(mandate_tls *t, void *buf, int len);
 int mandate_tls_write(mandate_tls *t, const void *buf, int len);
 // Sends close_notify once; does not wait for the peer's.
 void mandate_tls_close_notify(mandate_tls *t);
-// The last error on this thread as text (ERR queue), cleared.
-void mandate_tls_error(char *out, size_t outlen);
-// The negotiated protocol ("TLSv1.3") and ALPN (empty when none).
-const char *mandate_tls_version(mandate_tls *t);
-int mandate_tls_alpn(mandate_tls *t, char *out, size_t outlen);
 // The client certificate: 0 none presented; 1 presented and verified against the CA bundle;
 // -1 presented and not verified (reason in err). sha256 = SHA-256 of its DER (RFC 8705 §3.1).
 // key_kind 1: Ed25519 (32 bytes in key), 2: P-256 (65-byte uncompressed point), 0: other.
