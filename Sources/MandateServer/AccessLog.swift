@@ -52,12 +52,9 @@ public struct AccessRecord: Sendable, Equatable {
             s += ",\"proof\":"
             JSONText.appendString(proof, to: &s)
         }
-        s += ",\"chain\":["
-        for (i, link) in facts.chain.enumerated() {
-            if i > 0 { s += "," }
-            JSONText.appendString(link, to: &s)
-        }
-        s += "],\"route\":"
+        s += ",\"chain\":"
+        JSONText.appendArray(facts.chain, to: &s)
+        s += ",\"route\":"
         Self.appendOptional(facts.route, to: &s)
         s += ",\"latency_ms\":"
         let micros = Int((latencyMillis * 1000).rounded())

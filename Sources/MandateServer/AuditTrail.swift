@@ -121,11 +121,11 @@ extension AccessRecord {
             s += ",\"\(name)\":"
             if let value { JSONText.appendString(value, to: &s) } else { s += "null" }
         }
-        s += ",\"chain\":["
-        for (i, d) in facts.chain.enumerated() { if i > 0 { s += "," }; JSONText.appendString(d, to: &s) }
-        s += "],\"jtis\":["
-        for (i, j) in facts.jtis.enumerated() { if i > 0 { s += "," }; JSONText.appendString(j, to: &s) }
-        s += "],\"method\":"
+        s += ",\"chain\":"
+        JSONText.appendArray(facts.chain, to: &s)
+        s += ",\"jtis\":"
+        JSONText.appendArray(facts.jtis, to: &s)
+        s += ",\"method\":"
         JSONText.appendString(method, to: &s)
         s += ",\"path\":"
         JSONText.appendString(path, to: &s)

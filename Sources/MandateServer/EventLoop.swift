@@ -80,7 +80,9 @@ final class EventLoop: @unchecked Sendable {
     private var connections: [ClientConnection?] = []
     private var generations: [UInt32] = []
     private var freeSlots: [Int] = []
-    private(set) var liveConnections = 0
+    /// Open connections: written by this loop, read by /metrics.
+    let openConnections = Atomic<Int>(0)
+    var liveConnections: Int { openConnections.load(ordering: .relaxed) }
     /// Shared by every connection of this loop: reads land here, then get parsed in place.
     let readBuffer: UnsafeMutableRawBufferPointer
     private(set) var multi: UnsafeMutableRawPointer!
@@ -96,8 +98,6 @@ final class EventLoop: @unchecked Sendable {
     let logSink: AccessLogSink
     let audit: AuditTrail?
     let metrics = LoopMetrics()
-    /// Open connections, readable from other threads (/metrics).
-    let openConnections = Atomic<Int>(0)
     var logBytes: [UInt8] = []
     var logLine = ""
     /// Scratch for one upstream header line as curl takes it (it copies).
@@ -258,8 +258,7 @@ final class EventLoop: @unchecked Sendable {
                 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "-"
             let c = ClientConnection(loop: self, fd: fd, slot: slot, tag: tag, address: peer, tls: session, now: now)
             connections[slot] = c
-            liveConnections += 1
-            openConnections.store(liveConnections, ordering: .relaxed)
+            openConnections.add(1, ordering: .relaxed)
             _ = mandate_epoll_add(epfd, fd, c.interest, tag)
         }
     }
@@ -269,8 +268,7 @@ final class EventLoop: @unchecked Sendable {
         connections[slot] = nil
         generations[slot] &+= 1
         freeSlots.append(slot)
-        liveConnections -= 1
-        openConnections.store(liveConnections, ordering: .relaxed)
+        openConnections.subtract(1, ordering: .relaxed)
     }
 
     /// Under connection pressure the idle keep-alive connection that has waited longest goes first.

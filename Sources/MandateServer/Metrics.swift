@@ -7,9 +7,13 @@ final class LoopMetrics: Sendable {
     /// Seconds; Prometheus buckets are cumulative (le), with +Inf last.
     static let bounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+    struct Outcome: Hashable {
+        var forwarded: Bool
+        var reason: String?
+    }
+
     struct Counts {
-        /// By "decision\u{0}reason".
-        var requests: [String: Int] = [:]
+        var requests: [Outcome: Int] = [:]
         var buckets = [Int](repeating: 0, count: LoopMetrics.bounds.count + 1)
         var latencySum = 0.0
     }
@@ -18,7 +22,7 @@ final class LoopMetrics: Sendable {
 
     func record(forwarded: Bool, reason: String?, seconds: Double) {
         counts.withLock { c in
-            c.requests[(forwarded ? "forward" : "refuse") + "\u{0}" + (reason ?? ""), default: 0] += 1
+            c.requests[Outcome(forwarded: forwarded, reason: reason), default: 0] += 1
             let i = Self.bounds.firstIndex { seconds <= $0 } ?? Self.bounds.count
             c.buckets[i] += 1
             c.latencySum += seconds
@@ -39,10 +43,10 @@ public struct MetricsText {
         }
         var s = "# HELP mandate_requests_total Requests decided, by decision and reason code.\n"
         s += "# TYPE mandate_requests_total counter\n"
-        for (k, v) in total.requests.sorted(by: { $0.key < $1.key }) {
-            let parts = k.split(separator: "\u{0}", omittingEmptySubsequences: false)
-            s += "mandate_requests_total{decision=\"\(parts[0])\",reason=\"\(parts[1])\"} \(v)\n"
+        let lines = total.requests.map { k, v in
+            "mandate_requests_total{decision=\"\(k.forwarded ? "forward" : "refuse")\",reason=\"\(k.reason ?? "")\"} \(v)\n"
         }
+        s += lines.sorted().joined()
         s += "# HELP mandate_request_duration_seconds From the request head to the end of the answer.\n"
         s += "# TYPE mandate_request_duration_seconds histogram\n"
         var cumulative = 0

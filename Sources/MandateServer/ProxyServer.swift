@@ -102,7 +102,7 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
     /// /metrics, with the verifier's cache counts.
     public func metricsText(chainCache: (hits: Int, misses: Int)) -> String {
         MetricsText.render(loops: loops.map(\.metrics), chainCache: chainCache,
-                           connections: loops.reduce(0) { $0 + $1.openConnections.load(ordering: .relaxed) })
+                           connections: loops.reduce(0) { $0 + $1.liveConnections })
     }
 
     /// Times the loops returned from epoll_wait, in all.

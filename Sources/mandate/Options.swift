@@ -41,10 +41,14 @@ struct Options {
 enum Files {
     static func read(_ path: String) throws -> [UInt8] {
         guard let d = FileManager.default.contents(atPath: path) else {
-            let why = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "cannot read"
-            throw CLIError(message: "\(path): cannot read file (\(why))")
+            throw CLIError(message: "\(path): cannot read file (\(unreadable(path) ?? "cannot read"))")
         }
         return Array(d)
+    }
+
+    /// Why `path` cannot be read, or nil when it can.
+    static func unreadable(_ path: String) -> String? {
+        access(path, R_OK) == 0 ? nil : String(cString: strerror(errno))
     }
 
     static func readText(_ path: String) throws -> String {

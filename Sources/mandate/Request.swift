@@ -20,8 +20,8 @@ enum Request {
         let certificateBound = (try? DelegationToken.parse(Array(leaf.utf8)[...], limits: .init()).get())?.certificateThumbprint != nil
         let tls = HTTPClient.TLSFiles(caFile: o.one("--cacert"), certificate: o.one("--cert"), key: o.one("--cert-key") ?? o.one("--cert"))
         // A local file mistake is a usage error, not a failed connection.
-        for f in [tls.caFile, tls.certificate, tls.key].compactMap({ $0 }) where access(f, R_OK) != 0 {
-            throw CLIError(message: "\(f): cannot read (\(String(cString: strerror(errno))))", status: 2)
+        for f in [tls.caFile, tls.certificate, tls.key].compactMap({ $0 }) {
+            if let why = Files.unreadable(f) { throw CLIError(message: "\(f): cannot read (\(why))", status: 2) }
         }
         if certificateBound && tls.certificate == nil {
             throw CLIError(message: "\(chainPath): the leaf is bound to a client certificate (cnf x5t#S256); give --cert and --cert-key",

@@ -39,7 +39,7 @@ class OneKey(HTTPSignatureKeyResolver):
 
 def signed(proxy, c, method: str, path: str, *, body: bytes | None = None, keyid: str | None = None,
            components=("@method", "@authority", "@path", "authorization"), nonce: str | None = None,
-           created: datetime.datetime | None = None) -> dict[str, str]:
+           created: datetime.datetime | None = None, expires: datetime.datetime | None = None) -> dict[str, str]:
     alg = algorithms.ED25519 if c.holder.alg == "EdDSA" else algorithms.ECDSA_P256_SHA256
     m = Message(method, proxy.origin + path, {"Authorization": "DPoP " + c.leaf})
     if len(c.tokens) > 1:
@@ -49,7 +49,7 @@ def signed(proxy, c, method: str, path: str, *, body: bytes | None = None, keyid
         comps.append("@query")
     HTTPMessageSigner(signature_algorithm=alg, key_resolver=OneKey(c.holder)).sign(
         m, key_id=keyid or kid_for(c.holder.did_key()), covered_component_ids=comps, label="sig1",
-        nonce=nonce or b64u(os.urandom(12)), created=created, body=body)
+        nonce=nonce or b64u(os.urandom(12)), created=created, expires=expires, body=body)
     return m.headers
 
 
@@ -121,6 +121,12 @@ def test_refusals(proxy, ids):
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10)
     h = signed(proxy, c, "GET", "/echo/x", created=old)
     assert_refused(send(proxy, "GET", "/echo/x", h), 401, "invalid_signature", "too old")
+    # From the future (past dpop_future_skew), and expired.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    h = signed(proxy, c, "GET", "/echo/x", created=now + datetime.timedelta(minutes=5))
+    assert_refused(send(proxy, "GET", "/echo/x", h), 401, "invalid_signature", "from the future")
+    h = signed(proxy, c, "GET", "/echo/x", created=now - datetime.timedelta(seconds=20), expires=now - datetime.timedelta(seconds=5))
+    assert_refused(send(proxy, "GET", "/echo/x", h), 401, "invalid_signature", "has expired")
     # A DPoP proof and a signature together: which one?
     h = signed(proxy, c, "GET", "/echo/x")
     h["DPoP"] = c.headers("GET", proxy.origin + "/echo/x")["DPoP"]

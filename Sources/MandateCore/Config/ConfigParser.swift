@@ -474,8 +474,7 @@ public struct ConfigParser {
                 patterns = b.args.map(\.text)
             case "max_scope":
                 guard !b.args.isEmpty else { throw error(b.line, "max_scope needs at least one scope") }
-                // RFC 6749 §3.3 scope-token characters, as in delegations.
-                for a in b.args where a.text.isEmpty || !a.text.utf8.allSatisfy({ $0 == 0x21 || ($0 >= 0x23 && $0 <= 0x5b) || ($0 >= 0x5d && $0 <= 0x7e) }) {
+                for a in b.args where !ScopeToken.isToken(a.text) {
                     throw error(a.line, "'\(a.text)' is not an RFC 6749 scope token")
                 }
                 scopes = b.args.map(\.text)

@@ -93,10 +93,7 @@ public struct DelegationToken: Sendable {
             }
             person = sub
         }
-        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by single spaces.
-        for c in scope.utf8 where !(c == 0x20 || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e)) {
-            return .failure(Reason("scope has a character outside RFC 6749 scope-token"))
-        }
+        guard ScopeToken.isScope(scope) else { return .failure(Reason("scope has a character outside RFC 6749 scope-token")) }
         let scopes = scope.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         return .success(DelegationToken(raw: raw, jws: jws, issuer: iss, subject: sub, keyID: kid,
                                         confirmedKeyThumbprint: sha256Text(jkt), certificateThumbprint: sha256Text(x5t), scopes: scopes, issuedAt: iat, expiresAt: exp,
@@ -114,6 +111,17 @@ public enum PrincipalClaim {
         return u.allSatisfy { ($0 >= 0x30 && $0 <= 0x3a) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a)
             || $0 == 0x2e || $0 == 0x5f || $0 == 0x25 || $0 == 0x2b || $0 == 0x40 || $0 == 0x2d }
     }
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by spaces. Nothing a
+/// header or a Unicode comparison could read otherwise (CR LF, U+212A KELVIN SIGN for K).
+public enum ScopeToken {
+    static func isTokenByte(_ c: UInt8) -> Bool { c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) }
+
+    /// A scope claim: tokens and spaces.
+    public static func isScope(_ s: String) -> Bool { s.utf8.allSatisfy { $0 == 0x20 || isTokenByte($0) } }
+
+    public static func isToken(_ s: String) -> Bool { !s.isEmpty && s.utf8.allSatisfy(isTokenByte) }
 }
 
 enum NumericDateClaim { case absent, present(Int64), invalid }

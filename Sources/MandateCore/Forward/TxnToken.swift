@@ -68,12 +68,9 @@ public final class TxnTokenIssuer: Sendable {
         if let iss = chain.issuer { c += ",\"token_issuer\":"; JSONText.appendString(iss, to: &c) }
         c += "},\"tctx\":{\"agent\":"
         JSONText.appendString(chain.agent, to: &c)
-        c += ",\"chain\":["
-        for (i, d) in chain.dids.enumerated() {
-            if i > 0 { c += "," }
-            JSONText.appendString(d, to: &c)
-        }
-        c += "]}}"
+        c += ",\"chain\":"
+        JSONText.appendArray(chain.dids, to: &c)
+        c += "}}"
         var out = header
         out.append(UInt8(ascii: "."))
         Base64URL.encode(Array(c.utf8), into: &out)

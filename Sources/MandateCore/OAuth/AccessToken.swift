@@ -115,11 +115,7 @@ public struct AccessTokenRules: Sendable {
         var scopes: [String] = []
         if let s = c["scope"] {
             guard let text = s.string else { return .failure(Reason("scope must be a string")) }
-            // RFC 6749 §3.3 scope-tokens, as in a delegation: nothing a header or a Unicode
-            // comparison could read otherwise (CR LF, U+212A KELVIN SIGN for K).
-            for b in text.utf8 where !(b == 0x20 || b == 0x21 || (b >= 0x23 && b <= 0x5b) || (b >= 0x5d && b <= 0x7e)) {
-                return .failure(Reason("scope has a character outside RFC 6749 scope-token"))
-            }
+            guard ScopeToken.isScope(text) else { return .failure(Reason("scope has a character outside RFC 6749 scope-token")) }
             scopes = text.split(separator: " ").map(String.init)
         }
         // RFC 8693 §4.1: the outermost act is the current actor; nested ones came before it.

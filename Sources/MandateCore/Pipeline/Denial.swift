@@ -112,6 +112,16 @@ extension Denial.Code {
 
 /// JSON output helpers (escaping per RFC 8259 §7).
 public enum JSONText {
+    /// `["a","b"]`.
+    public static func appendArray(_ values: [String], to out: inout String) {
+        out.append("[")
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(",") }
+            appendString(v, to: &out)
+        }
+        out.append("]")
+    }
+
     public static func appendString(_ value: String, to out: inout String) {
         out.append("\"")
         for u in value.unicodeScalars {

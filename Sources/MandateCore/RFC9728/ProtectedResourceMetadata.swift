@@ -19,13 +19,13 @@ public struct ProtectedResourceMetadata: Sendable {
         var s = "{\"resource\":"
         JSONText.appendString(resource, to: &s)
         if !config.oauthIssuers.isEmpty {
-            s += ",\"authorization_servers\":[" + config.oauthIssuers.map { i in var o = ""; JSONText.appendString(i.issuer, to: &o); return o }
-                .joined(separator: ",") + "]"
+            s += ",\"authorization_servers\":"
+            JSONText.appendArray(config.oauthIssuers.map(\.issuer), to: &s)
         }
         s += ",\"bearer_methods_supported\":[\"header\"]"
         if !scopes.isEmpty {
-            s += ",\"scopes_supported\":[" + scopes.map { v in var o = ""; JSONText.appendString(v, to: &o); return o }
-                .joined(separator: ",") + "]"
+            s += ",\"scopes_supported\":"
+            JSONText.appendArray(scopes, to: &s)
         }
         s += ",\"dpop_signing_alg_values_supported\":[\"EdDSA\",\"ES256\"]"
         // Always DPoP unless certificate-bound tokens (RFC 8705 §3.1) or plain Bearer routes are possible too.
