@@ -23,6 +23,9 @@ enum Serve {
         if config.routes.contains(where: \.allowBearer) && config.oauthIssuers.isEmpty {
             print("\(path): warning: allow_bearer has no effect without an oauth_issuer", to: &err)
         }
+        if config.routes.contains(where: { $0.effect == .approve }) && config.approval == nil && config.cibaProvider == nil {
+            print("\(path): warning: effect approve without an approval block or ciba_provider: those routes answer 403 approval_required", to: &err)
+        }
         if config.routes.isEmpty { print("\(path): warning: no route, so every request is refused", to: &err) }
         do { try ProxyServer.checkFiles(config) } catch { throw CLIError(message: "\(error)") }
         if o.flags.contains("--check") {

@@ -105,12 +105,12 @@ public struct ConfigParser {
         var seen: [String: Int] = [:]
         var listens: [ProxyConfig.Listen] = []
         for d in directives {
-            let repeatable = ["listen", "principal", "organization", "oauth_issuer", "route", "trusted_proxies"]
+            let repeatable = ["listen", "principal", "organization", "oauth_issuer", "route", "trusted_proxies", "ciba_client"]
             if !repeatable.contains(d.name) {
                 if let first = seen[d.name] { throw error(d.line, "'\(d.name)' is duplicate (first at line \(first))") }
                 seen[d.name] = d.line
             }
-            if d.block != nil && !["principal", "organization", "oauth_issuer", "route", "listen", "did_web", "txn_token", "audit"].contains(d.name) {
+            if d.block != nil && !["principal", "organization", "oauth_issuer", "route", "listen", "did_web", "txn_token", "audit", "approval", "ciba_client", "ciba_provider"].contains(d.name) {
                 throw error(d.line, "'\(d.name)' does not take a block")
             }
             switch d.name {
@@ -169,6 +169,14 @@ public struct ConfigParser {
                 }
                 c.oauthIssuers.append(i)
             case "route": c.routes.append(try route(d))
+            case "state_dir": c.stateDir = resolvePath(try one(d).text)
+            case "approval_wait": c.approvalWait = try duration(one(d), max: 600)
+            case "approval": c.approval = try approval(d)
+            case "ciba_client":
+                let client = try cibaClient(d)
+                if c.cibaClients.contains(where: { $0.id == client.id }) { throw error(d.line, "ciba_client \(client.id) is duplicate") }
+                c.cibaClients.append(client)
+            case "ciba_provider": c.cibaProvider = try cibaProvider(d)
             default:
                 throw error(d.line, "unknown directive '\(d.name)'")
             }
@@ -215,6 +223,15 @@ public struct ConfigParser {
             if let stranger = r.organizations.first(where: { !partners.contains($0) }) {
                 throw error(d.line, "route admits organization \(stranger), which is not declared")
             }
+        }
+        if c.approval != nil && c.approval?.listen == nil && c.cibaProvider == nil,
+           let d = directives.first(where: { $0.name == "approval" }) {
+            throw error(d.line, "approval needs listen (the built-in service) unless a ciba_provider asks instead")
+        }
+        if let a = c.approval?.listen, c.listen.contains(where: { $0.host == a.host && $0.port == a.port && a.port != 0 })
+            || (c.adminListen.map { $0.host == a.host && $0.port == a.port && a.port != 0 } ?? false),
+           let d = directives.first(where: { $0.name == "approval" }) {
+            throw error(d.line, "approval listen \(a.host):\(a.port) is already in use by listen or admin_listen")
         }
         // No silent defaults for where traffic goes and what agents sign.
         for required in ["upstream", "public_origin"] where seen[required] == nil {
@@ -338,14 +355,16 @@ public struct ConfigParser {
             throw error(did.line, "principal '\(did.text)' is not a usable DID (\(e.description))")
         }
         var name = ""
+        var webhook: String?
         for b in block {
             switch b.name {
             case "name": name = try one(b).text
-            default: throw error(b.line, "unknown directive '\(b.name)' in principal")
+            case "webhook": webhook = try url(one(b))
+            default: throw error(b.line, "unknown directive '\(b.name)' in principal (name, webhook)")
             }
         }
         guard !name.isEmpty else { throw error(d.line, "principal needs a name") }
-        return ProxyConfig.Principal(did: did.text, name: name)
+        return ProxyConfig.Principal(did: did.text, name: name, webhook: webhook)
     }
 
     func txnToken(_ d: Directive) throws(ConfigError) -> ProxyConfig.TxnToken {
@@ -544,11 +563,99 @@ public struct ConfigParser {
             case "agents": r.agents = b.args.map(\.text)
             case "organizations": r.organizations = b.args.map(\.text)
             case "allow_bearer": r.allowBearer = try onOff(one(b))
+            case "approval_wait": r.approvalWait = try duration(one(b), max: 600)
             default: throw error(b.line, "unknown directive '\(b.name)' in route")
             }
         }
         guard let effect else { throw error(d.line, "route needs an effect (allow, deny or approve)") }
         r.effect = effect
         return r
+    }
+
+    /// An http(s) URL (webhooks, endpoints).
+    func url(_ t: Token) throws(ConfigError) -> String {
+        let lower = t.text.lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), t.text.utf8.count > 8,
+              !t.text.utf8.contains(where: { $0 <= 0x20 || $0 >= 0x7f }) else {
+            throw error(t.line, "'\(t.text)' is not an http:// or https:// URL")
+        }
+        return t.text
+    }
+
+    func approval(_ d: Directive) throws(ConfigError) -> ProxyConfig.Approval {
+        guard d.args.isEmpty, let block = d.block else {
+            throw error(d.line, "approval takes a block: approval { listen ADDR; public_url URL; key FILE; }")
+        }
+        var a = ProxyConfig.Approval(listen: nil, publicURL: "", key: nil)
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in approval") }
+            switch b.name {
+            case "listen": a.listen = try address(one(b))
+            case "public_url": a.publicURL = try url(one(b))
+            case "key": a.key = resolvePath(try one(b).text)
+            case "expires_in": a.expiresIn = try duration(one(b), max: 86400)
+            case "interval": a.interval = max(1, try duration(one(b), max: 600))
+            default: throw error(b.line, "unknown directive '\(b.name)' in approval (listen, public_url, key, expires_in, interval)")
+            }
+        }
+        if a.listen != nil {
+            guard a.key != nil else { throw error(d.line, "approval needs key: it signs receipts for decisions made on its page") }
+            if a.publicURL.isEmpty, let l = a.listen { a.publicURL = "http://\(l.host.contains(":") ? "[\(l.host)]" : l.host):\(l.port)" }
+        }
+        return a
+    }
+
+    func cibaClient(_ d: Directive) throws(ConfigError) -> ProxyConfig.CIBAClient {
+        guard d.args.count == 1, let block = d.block else {
+            throw error(d.line, "ciba_client takes an id and a block: ciba_client ID { secret_file FILE; }")
+        }
+        var secret: String?, delivery = ProxyConfig.CIBAClient.Delivery.poll, endpoint: String?
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in ciba_client") }
+            switch b.name {
+            case "secret_file": secret = resolvePath(try one(b).text)
+            case "delivery":
+                let v = try one(b)
+                guard let m = ProxyConfig.CIBAClient.Delivery(rawValue: v.text) else { throw error(v.line, "delivery is poll or ping") }
+                delivery = m
+            case "notification_endpoint": endpoint = try url(one(b))
+            default: throw error(b.line, "unknown directive '\(b.name)' in ciba_client (secret_file, delivery, notification_endpoint)")
+            }
+        }
+        guard let secret else { throw error(d.line, "ciba_client needs secret_file") }
+        if delivery == .ping && endpoint == nil { throw error(d.line, "delivery ping needs notification_endpoint (CIBA §4)") }
+        var c = ProxyConfig.CIBAClient(id: d.args[0].text, secretFile: secret)
+        c.delivery = delivery
+        c.notificationEndpoint = endpoint
+        return c
+    }
+
+    func cibaProvider(_ d: Directive) throws(ConfigError) -> ProxyConfig.CIBAProvider {
+        guard d.args.count == 1, let block = d.block else { throw error(d.line, "ciba_provider takes an issuer URL and a block") }
+        let issuer = try url(d.args[0])
+        var bc: String?, token: String?, id: String?, secret: String?
+        var fetch = ProxyConfig.FetchSettings()
+        var seen: Set<String> = []
+        for b in block {
+            guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in ciba_provider") }
+            switch b.name {
+            case "backchannel_endpoint": bc = try url(one(b))
+            case "token_endpoint": token = try url(one(b))
+            case "client_id": id = try one(b).text
+            case "client_secret_file": secret = resolvePath(try one(b).text)
+            case "ca": fetch.caFile = resolvePath(try one(b).text)
+            case "allow_private_addresses": fetch.allowPrivateAddresses = try onOff(one(b))
+            case "timeout": fetch.timeout = max(0.001, try duration(one(b), max: 60))
+            default: throw error(b.line, "unknown directive '\(b.name)' in ciba_provider (backchannel_endpoint, token_endpoint, client_id, client_secret_file, ca, allow_private_addresses, timeout)")
+            }
+        }
+        guard let bc, let token, let id, let secret else {
+            throw error(d.line, "ciba_provider needs backchannel_endpoint, token_endpoint, client_id and client_secret_file")
+        }
+        var p = ProxyConfig.CIBAProvider(issuer: issuer, backchannelEndpoint: bc, tokenEndpoint: token, clientID: id, clientSecretFile: secret)
+        p.fetch = fetch
+        return p
     }
 }

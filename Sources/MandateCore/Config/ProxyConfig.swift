@@ -29,7 +29,54 @@ public struct ProxyConfig: Sendable {
     public struct Principal: Sendable, Equatable {
         public var did: String
         public var name: String
-        public init(did: String, name: String) { self.did = did; self.name = name }
+        /// Told (a JSON POST, ntfy- or Slack-style) when an approval waits for this principal.
+        public var webhook: String?
+        public init(did: String, name: String, webhook: String? = nil) { self.did = did; self.name = name; self.webhook = webhook }
+    }
+
+    /// `approval { listen ADDR; public_url URL; key F; expires_in D; interval D; }`: the built-in
+    /// approval service (OpenID CIBA Core 1.0): its endpoints, its web page, and the key that
+    /// signs receipts for decisions made on the page and its ID tokens.
+    public struct Approval: Sendable, Equatable {
+        /// Where the CIBA endpoints and the approval page are served; nil with `ciba_provider`.
+        public var listen: Listen?
+        /// How people and CIBA clients reach it (links in webhooks; the ID tokens' iss).
+        public var publicURL: String
+        /// Private JWK (`mandate keygen`).
+        public var key: String?
+        /// How long a person has to answer (CIBA expires_in).
+        public var expiresIn: Double = 300
+        /// CIBA polling interval (seconds between token requests).
+        public var interval: Double = 5
+        public init(listen: Listen?, publicURL: String, key: String?) { self.listen = listen; self.publicURL = publicURL; self.key = key }
+    }
+
+    /// `ciba_client ID { secret_file F; delivery poll|ping; notification_endpoint URL; }`: a client
+    /// of the built-in approval service (client_secret_basic; CIBA §4 modes).
+    public struct CIBAClient: Sendable, Equatable {
+        public enum Delivery: String, Sendable { case poll, ping }
+        public var id: String
+        public var secretFile: String
+        public var delivery: Delivery = .poll
+        /// Ping mode: where the service POSTs {auth_req_id} (CIBA §10.2).
+        public var notificationEndpoint: String?
+        public init(id: String, secretFile: String) { self.id = id; self.secretFile = secretFile }
+    }
+
+    /// `ciba_provider ISSUER { backchannel_endpoint URL; token_endpoint URL; client_id ID;
+    /// client_secret_file F; ca F; allow_private_addresses on; timeout D; }`: an external CIBA
+    /// provider asks the people instead of the built-in service; the proxy is its client (poll mode).
+    public struct CIBAProvider: Sendable, Equatable {
+        public var issuer: String
+        public var backchannelEndpoint: String
+        public var tokenEndpoint: String
+        public var clientID: String
+        public var clientSecretFile: String
+        public var fetch = FetchSettings()
+        public init(issuer: String, backchannelEndpoint: String, tokenEndpoint: String, clientID: String, clientSecretFile: String) {
+            self.issuer = issuer; self.backchannelEndpoint = backchannelEndpoint; self.tokenEndpoint = tokenEndpoint
+            self.clientID = clientID; self.clientSecretFile = clientSecretFile
+        }
     }
 
     /// A partner organisation whose key issues root delegations for its own people
@@ -122,6 +169,8 @@ public struct ProxyConfig: Sendable {
         public var organizations: [String] = []
         /// OAuth access tokens that are not sender-constrained (plain Bearer) are accepted here.
         public var allowBearer = false
+        /// `effect approve`: how long the agent's request is held for the answer (nil: approval_wait).
+        public var approvalWait: Double?
         /// `file:line` of the block, for logs.
         public var origin: String
         public init(prefix: String, methods: [String] = [], scopes: [String] = [], effect: Effect,
@@ -173,6 +222,13 @@ public struct ProxyConfig: Sendable {
     public var oauthIssuers: [OAuthIssuer] = []
     public var txnToken: TxnToken?
     public var audit: Audit?
+    /// `state_dir DIR;`: the registry (registry.db, SQLite) lives here; none when absent.
+    public var stateDir: String?
+    public var approval: Approval?
+    public var cibaClients: [CIBAClient] = []
+    public var cibaProvider: CIBAProvider?
+    /// `approval_wait D;`: how long a request that needs approval is held before 403 approval_pending.
+    public var approvalWait: Double = 30
     /// `admin_listen ADDR;`: the admin listener (JWKS, health); none when absent.
     public var adminListen: Listen?
     /// `admin_token_file F;`: the bearer token the admin listener's private paths need.

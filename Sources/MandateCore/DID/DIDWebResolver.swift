@@ -16,7 +16,7 @@ public final class Readiness: Sendable {
         if ready { f() }
     }
 
-    func fire() {
+    public func fire() {
         let waiters = state.withLock { s in
             s.done = true
             defer { s.waiters = [] }
