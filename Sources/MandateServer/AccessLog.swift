@@ -52,6 +52,10 @@ public struct AccessRecord: Sendable, Equatable {
             s += ",\"proof\":"
             JSONText.appendString(proof, to: &s)
         }
+        if let id = facts.approval {
+            s += ",\"approval\":"
+            JSONText.appendString(id, to: &s)
+        }
         s += ",\"chain\":"
         JSONText.appendArray(facts.chain, to: &s)
         s += ",\"route\":"

@@ -132,7 +132,19 @@ extension AccessRecord {
         s += ",\"peer\":"
         JSONText.appendString(peer, to: &s)
         let micros = Int((latencyMillis * 1000).rounded())
-        s += ",\"approval\":null,\"latency_us\":\(micros)"
+        s += ",\"approval\":"
+        if let id = facts.approval {
+            s += "{\"id\":"
+            JSONText.appendString(id, to: &s)
+            for (name, value) in [("approver", facts.approver), ("receipt_sha256", facts.receipt)] {
+                s += ",\"\(name)\":"
+                if let value { JSONText.appendString(value, to: &s) } else { s += "null" }
+            }
+            s += "}"
+        } else {
+            s += "null"
+        }
+        s += ",\"latency_us\":\(micros)"
         return s
     }
 }

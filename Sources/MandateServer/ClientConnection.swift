@@ -1,7 +1,9 @@
 import Glibc
+import Dispatch
 import CCurl
 import CMandateShim
 import MandateCore
+import MandateCrypto
 import MandateHTTP
 
 /// One client connection: socket I/O around the parser, the lifecycle and at most one exchange.
@@ -191,8 +193,23 @@ final class ClientConnection {
     /// again, for an unknown kid) and one for the root's issuer. Beyond that, 503.
     static let maxWaits = 2 * 16 + 1
 
-    /// The loop calls this once the gate's wait is over: the same head is admitted again.
+    /// A request held for its principal's approval (`effect approve`): its body, read whole
+    /// first so the approval can be bound to its hash, and the approval once opened.
+    private struct Held {
+        var hold: ApprovalHold
+        var head: HTTPRequestHead
+        var requestID: String
+        var body: [UInt8] = []
+        /// Monotonic time at which the agent gets 403 approval_pending.
+        var deadline: Double?
+        var submitted = false
+    }
+    private var held: Held?
+
+    /// The loop calls this once the gate's wait is over: the same head is admitted again (or
+    /// a held request asks again whether it was approved).
     func readmit(now: Double) {
+        if !closed, held?.submitted == true { askApproval(now: now); return }
         guard !closed, let w = waiting else { return }
         waiting = nil
         inputHeld = false
@@ -262,9 +279,96 @@ final class ClientConnection {
                 lifecycle.mustClose()
                 respond(Denial(.badGateway, "upstream unavailable"), requestID: id, isHEAD: false, now: now)
             }
+        case .hold(let hold):
+            record = Record(requestID: id, method: head.method, path: String(head.path), start: start, forwarded: false,
+                            reason: nil, facts: hold.plan.facts)
+            held = Held(hold: hold, head: head, requestID: id)
+            if hasBody && expectsContinue(head) {
+                outbox.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                flush(now: now)
+            }
         case .wait:
             break  // handled above
         }
+    }
+
+    /// The held request's body is complete: ask (or ask again) whether it is approved. Pending,
+    /// it waits for the decision or the deadline, whichever comes first.
+    private func askApproval(now: Double) {
+        guard var h = held else { return }
+        if !h.submitted {
+            h.submitted = true
+            h.hold.request.bodySHA256 = Base64URL.encode(SHA256.hash(h.body))
+            h.hold.request.bodySummary = Self.summary(h.body)
+        }
+        var facts = h.hold.plan.facts
+        let state = h.hold.gate.submit(h.hold.request, id: h.hold.id, now: unixMillisNow() / 1000)
+        switch state {
+        case .pending(let id, let ready):
+            h.hold.id = id
+            let deadline = h.deadline ?? now + h.hold.wait
+            h.deadline = deadline
+            facts.approval = id
+            if now < deadline {
+                held = h
+                record?.facts = facts
+                let loop = self.loop, tag = self.tag
+                ready.whenReady { loop.post(tag) }
+                DispatchQueue.global().asyncAfter(deadline: .now() + (deadline - now)) { loop.post(tag) }
+                return
+            }
+            var d = Denial(.approvalPending, "waiting for the principal's approval; retry with this Approval-Id and a fresh proof")
+            d.approvalID = id
+            d.retryAfter = 5
+            refuseHeld(d, facts, now: now)
+        case .approved(let receipt):
+            facts.approval = receipt.id; facts.approver = receipt.approver; facts.receipt = receipt.hash
+            var plan = h.hold.plan
+            plan.facts = facts
+            // The upstream can check for itself who approved exactly this request.
+            plan.headers.append(HTTPHeader("Mandate-Approval", receipt.token))
+            held = nil
+            record?.facts = facts
+            record?.forwarded = true
+            if let ex = UpstreamExchange(connection: self, head: h.head, plan: plan, requestID: h.requestID, settings: loop.settings),
+               loop.attach(ex) {
+                exchange = ex
+                h.body.withUnsafeBytes { ex.appendBody($0) }
+                ex.endBody()
+            } else {
+                record?.forwarded = false
+                lifecycle.mustClose()
+                respond(Denial(.badGateway, "upstream unavailable"), requestID: h.requestID, isHEAD: false, now: now)
+            }
+        case .denied(let id, let approver):
+            facts.approval = id; facts.approver = approver
+            var d = Denial(.approvalDenied, "the principal denied this request")
+            d.approvalID = id
+            refuseHeld(d, facts, now: now)
+        case .expired(let id):
+            facts.approval = id
+            var d = Denial(.approvalExpired, "the approval expired before the principal answered")
+            d.approvalID = id
+            refuseHeld(d, facts, now: now)
+        case .refused(let d):
+            refuseHeld(d, facts, now: now)
+        }
+    }
+
+    private func refuseHeld(_ d: Denial, _ facts: AuditFacts, now: Double) {
+        guard let h = held else { return }
+        held = nil
+        record?.facts = facts
+        record?.reason = d.code.rawValue
+        respond(d, requestID: h.requestID, isHEAD: h.head.method == "HEAD", now: now)
+        updateInterest()
+    }
+
+    /// The start of a body, printable, for the person deciding.
+    static func summary(_ body: [UInt8]) -> String {
+        var s = ""
+        for b in body.prefix(256) { s.unicodeScalars.append(b >= 0x20 && b < 0x7f ? UnicodeScalar(b) : ".") }
+        return s
     }
 
     /// A small (or empty) body of a request answered here is read and dropped so the connection
@@ -285,6 +389,7 @@ final class ClientConnection {
     }
 
     private func onBody(_ bytes: UnsafeRawBufferPointer) {
+        if held != nil { held!.body.append(contentsOf: bytes); return }
         // Refused, or a HEAD (curl never sends its body): read and dropped. Or upstream already done.
         guard let ex = exchange, !lifecycle.discarding else { return }
         ex.appendBody(bytes)
@@ -302,6 +407,7 @@ final class ClientConnection {
     private func onRequestEnd(now: Double) {
         exchange?.endBody()
         apply(lifecycle.requestEnded(now: now), now: now)
+        if held != nil { askApproval(now: now) }
     }
 
     private func onParseError(_ e: HTTPParseError, now: Double) {
@@ -350,6 +456,7 @@ final class ClientConnection {
         var fields = [HTTPHeader("Content-Type", "application/json")]
         for challenge in denial.challenges { fields.append(HTTPHeader("WWW-Authenticate", challenge)) }
         if let seconds = denial.retryAfter { fields.append(HTTPHeader("Retry-After", String(seconds))) }
+        if let id = denial.approvalID { fields.append(HTTPHeader("Approval-Id", id)) }
         writeLocal(denial.status, fields, denial.jsonBody(requestID: requestID), requestID: requestID, isHEAD: isHEAD, now: now)
     }
 

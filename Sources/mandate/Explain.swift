@@ -54,6 +54,9 @@ enum Explain {
         case .refuse(let d, _):
             print("refuse \(d.status) \(d.code.rawValue): \(d.description)")
             return 1
+        case .hold(let h):
+            print("hold for the approval of \(h.request.principal) (route \(h.request.route)), then forward \(h.plan.target)")
+            return 1
         case .wait:
             print("refuse 503 temporarily_unavailable: the chain's DIDs could not be resolved")
             return 1

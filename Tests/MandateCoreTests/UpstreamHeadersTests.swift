@@ -25,6 +25,13 @@ import MandateHTTP
         #expect(values(out, "Accept") == ["*/*"])
     }
 
+    /// The agent's Approval-Id is for the proxy; the upstream gets Mandate-Approval (the receipt) instead.
+    @Test func removesApprovalIdAndClientMadeApproval() throws {
+        let out = try rewrite([HTTPHeader("Approval-Id", "abc"), HTTPHeader("Mandate-Approval", "forged")])
+        #expect(values(out, "approval-id").isEmpty)
+        #expect(values(out, "mandate-approval").isEmpty)
+    }
+
     @Test func removesUnderscoreSpellingOfAgentDelegation() throws {
         let out = try rewrite([HTTPHeader("Agent_Delegation", "a"), HTTPHeader("DPOP", "p")])
         #expect(out.allSatisfy { UpstreamHeaders.canonicalName($0.name) != "agent-delegation" })

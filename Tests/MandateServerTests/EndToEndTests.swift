@@ -35,7 +35,7 @@ final class Fixture {
     let logPath: String
     var port: Int { proxy.boundPorts[0] }
 
-    init(upstreamURL: String? = nil, tweak: (inout ProxyConfig) -> Void = { _ in },
+    init(upstreamURL: String? = nil, gate: any RequestGate = TestGate(), tweak: (inout ProxyConfig) -> Void = { _ in },
          tuneLoop: (inout LoopSettings) -> Void = { _ in }) throws {
         upstream = try DemoUpstream(host: "127.0.0.1", port: 0)
         var config = ProxyConfig()
@@ -45,7 +45,7 @@ final class Fixture {
         logPath = "/tmp/mandate-server-test-\(getpid())-\(UInt32.random(in: 0 ... .max)).log"
         config.accessLog = logPath
         tweak(&config)
-        proxy = try ProxyServer(config: config, gate: TestGate(), tune: tuneLoop)
+        proxy = try ProxyServer(config: config, gate: gate, tune: tuneLoop)
         let u = upstream, p = proxy
         upstreamThread = startThread { u.run() }
         proxyThread = startThread { try? p.run() }

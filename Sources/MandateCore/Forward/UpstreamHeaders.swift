@@ -17,7 +17,7 @@ public struct UpstreamHeaders: Sendable {
         ("te", .drop), ("trailer", .drop), ("upgrade", .drop), ("proxy-authorization", .drop),
         ("proxy-authenticate", .drop),
         ("authorization", .drop), ("dpop", .drop), ("agent-delegation", .drop), ("signature", .drop),
-        ("signature-input", .drop), ("txn-token", .drop), ("content-length", .drop),
+        ("signature-input", .drop), ("txn-token", .drop), ("content-length", .drop), ("approval-id", .drop),
         ("x-forwarded-for", .forwardedFor), ("x-forwarded-proto", .forwardedProto),
         ("x-forwarded-host", .forwardedHost), ("forwarded", .forwarding), ("x-real-ip", .forwarding),
     ]

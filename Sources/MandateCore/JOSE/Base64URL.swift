@@ -8,6 +8,9 @@ public enum Base64URL {
         }
         return t
     }()
+    /// One character of the base64url alphabet.
+    @inline(__always) public static func isAlphabet(_ c: UInt8) -> Bool { decodeTable[Int(c)] != 0xff }
+
     static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     public static func decode<C: Collection<UInt8>>(_ input: C) -> [UInt8]? {

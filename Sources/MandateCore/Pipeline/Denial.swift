@@ -9,7 +9,10 @@ public struct Denial: Error, Sendable, Equatable {
         case invalidSignature = "invalid_signature"      // an RFC 9421 signature that does not prove possession
         case insufficientScope = "insufficient_scope"    // RFC 6750 §3.1
         case accessDenied = "access_denied"
-        case approvalRequired = "approval_required"
+        case approvalRequired = "approval_required"      // effect approve, and no approval service
+        case approvalPending = "approval_pending"        // held for approval_wait; retry with Approval-Id
+        case approvalDenied = "approval_denied"
+        case approvalExpired = "approval_expired"
         case payloadTooLarge = "payload_too_large"
         case headersTooLarge = "request_header_fields_too_large"
         case uriTooLong = "uri_too_long"
@@ -33,6 +36,8 @@ public struct Denial: Error, Sendable, Equatable {
     /// The Bearer scheme is acceptable too (a certificate-bound leaf over this mutual TLS
     /// connection): the refusal then carries its challenge as well.
     public var acceptsBearer = false
+    /// The approval this refusal is about: sent as `Approval-Id`, for the agent's retry.
+    public var approvalID: String?
 
     public init(_ code: Code, _ description: String, status: Int? = nil, requiredScope: String? = nil) {
         self.code = code
@@ -47,7 +52,7 @@ public struct Denial: Error, Sendable, Equatable {
         switch code {
         case .missingCredential:
             return "DPoP algs=\"EdDSA ES256\"" + metadata
-        case .invalidToken, .invalidDPoPProof, .invalidSignature, .insufficientScope:
+        case .invalidToken, .invalidDPoPProof, .invalidSignature, .insufficientScope, .approvalPending:
             var v = "DPoP error=\"\(code.rawValue)\", error_description=\"\(Self.quotable(description))\""
             if let s = requiredScope { v += ", scope=\"\(Self.quotable(s))\"" }
             return v + ", algs=\"EdDSA ES256\"" + metadata
@@ -96,7 +101,7 @@ extension Denial.Code {
         switch self {
         case .invalidRequest: 400
         case .missingCredential, .invalidToken, .invalidDPoPProof, .invalidSignature: 401
-        case .insufficientScope, .accessDenied, .approvalRequired: 403
+        case .insufficientScope, .accessDenied, .approvalRequired, .approvalPending, .approvalDenied, .approvalExpired: 403
         case .notImplemented: 501
         case .requestTimeout: 408
         case .payloadTooLarge: 413

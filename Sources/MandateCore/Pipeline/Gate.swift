@@ -40,6 +40,31 @@ public enum Admission: Sendable {
     /// Not decided yet (a did:web document is being fetched): admit the same head again once
     /// this is ready. The request is held meanwhile; nothing was spent (no jti claimed).
     case wait(Readiness)
+    /// Policy says `effect approve`: the request is held (its body read whole, up to
+    /// `maxBody`) until the principal approves exactly this request.
+    case hold(ApprovalHold)
+}
+
+/// A request waiting for its principal: what goes upstream once they approve, and what they
+/// are asked to approve (the server fills in the body's hash and summary once it has the body).
+public struct ApprovalHold: Sendable {
+    public var plan: ForwardPlan
+    public var request: ApprovalRequest
+    /// The agent's retry names the approval it waits for (`Approval-Id`).
+    public var id: String?
+    /// Seconds the request is held before 403 approval_pending.
+    public var wait: Double
+    /// A body larger than this is refused (413): it must be hashed before anyone is asked.
+    public var maxBody: Int
+    public let gate: any ApprovalGate
+    public init(plan: ForwardPlan, request: ApprovalRequest, id: String?, wait: Double, maxBody: Int, gate: any ApprovalGate) {
+        self.plan = plan; self.request = request; self.id = id; self.wait = wait; self.maxBody = maxBody; self.gate = gate
+    }
+
+    /// An approval id as the proxy issues them: base64url, 22 to 128 characters.
+    public static func isID(_ s: some StringProtocol) -> Bool {
+        (22...128).contains(s.utf8.count) && s.utf8.allSatisfy { Base64URL.isAlphabet($0) }
+    }
 }
 
 /// A response the proxy makes itself. Content-Length, Mandate-Request-Id and Connection are added.
@@ -69,6 +94,10 @@ public struct AuditFacts: Sendable, Equatable {
     public var jtis: [String] = []
     /// How possession was proven: dpop, rfc9421, mtls, or bearer (a plain access token).
     public var proof: String?
+    /// For a request that needed approval: its id, who decided, and the receipt's SHA-256.
+    public var approval: String?
+    public var approver: String?
+    public var receipt: String?
     public init(principal: String? = nil, agent: String? = nil, chain: [String] = [], route: String? = nil,
                 scope: String? = nil, organization: String? = nil, issuer: String? = nil) {
         self.principal = principal; self.agent = agent; self.chain = chain; self.route = route; self.scope = scope

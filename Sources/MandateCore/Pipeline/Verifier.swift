@@ -30,9 +30,12 @@ public final class Verifier: RequestGate {
         public var introspector: Introspector?
         /// Signs a Txn-Token for each forwarded request (its keys are read by the CLI).
         public var txnTokens: TxnTokenIssuer?
+        /// Asks principals to approve requests on `effect approve` routes (without it, 403 approval_required).
+        public var approvals: (any ApprovalGate)?
         public init(didWeb: DIDWebResolver? = nil, issuers: [IssuerKeys] = [], introspector: Introspector? = nil,
-                    txnTokens: TxnTokenIssuer? = nil) {
+                    txnTokens: TxnTokenIssuer? = nil, approvals: (any ApprovalGate)? = nil) {
             self.didWeb = didWeb; self.issuers = issuers; self.introspector = introspector; self.txnTokens = txnTokens
+            self.approvals = approvals
         }
     }
 
@@ -100,7 +103,17 @@ public final class Verifier: RequestGate {
             if let t = resolvers.txnTokens {
                 headers.append(HTTPHeader("Txn-Token", t.token(chain: v.chain, requestID: requestID, peer: peer.address, now: now)))
             }
-            return .forward(ForwardPlan(target: target, headers: headers, facts: v.facts, bodyDigest: v.bodyDigest))
+            let plan = ForwardPlan(target: target, headers: headers, facts: v.facts, bodyDigest: v.bodyDigest)
+            guard let route = v.approvalRoute, let gate = resolvers.approvals else { return .forward(plan) }
+            let ids = head.values("Approval-Id")
+            guard ids.count <= 1, ids.first.map({ ApprovalHold.isID($0) }) ?? true else {
+                return .refuse(Denial(.invalidRequest, "Approval-Id must be sent at most once, as the id the proxy gave"), v.facts)
+            }
+            let request = ApprovalRequest(principal: v.chain.principal, organization: v.chain.organization, agent: v.chain.agent,
+                                          chain: v.chain.dids, jtis: v.chain.jtis, method: head.method,
+                                          url: publicOrigin + target, route: route.prefix)
+            return .hold(ApprovalHold(plan: plan, request: request, id: ids.first.map { String($0) },
+                                      wait: route.approvalWait ?? config.approvalWait, maxBody: config.clientMaxBodySize, gate: gate))
         }
     }
 
@@ -109,6 +122,8 @@ public final class Verifier: RequestGate {
         public var path: String
         public var facts: AuditFacts
         public var bodyDigest: ContentDigest? = nil
+        /// The route needs the principal's approval, and an approval service will ask them.
+        public var approvalRoute: ProxyConfig.Route? = nil
     }
 
     public struct Refusal: Error, Sendable {
@@ -256,7 +271,10 @@ public final class Verifier: RequestGate {
         if let route, !chain.senderConstrained, !route.allowBearer {
             return refuse(Denial(.invalidToken, "this route needs a sender-constrained token (DPoP or mutual TLS); a plain Bearer access token is not accepted here"), facts)
         }
-        if let denial { return refuse(denial, facts) }
+        if let denial {
+            guard denial.code == .approvalRequired, resolvers.approvals != nil, let route else { return refuse(denial, facts) }
+            return .success(Verified(chain: chain, path: path, facts: facts, bodyDigest: bodyDigest, approvalRoute: route))
+        }
         return .success(Verified(chain: chain, path: path, facts: facts, bodyDigest: bodyDigest))
     }
 
