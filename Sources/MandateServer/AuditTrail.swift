@@ -6,7 +6,10 @@ import Synchronization
 /// loop in one sequence (a lock per record), a signed checkpoint every `checkpointEvery` records,
 /// at rotation and at shutdown. A restart continues the chain from the file's last record;
 /// rotation (`maxSize`) renames the file to `FILE.<last seq, 12 digits>` and the next file goes
-/// on from it. Writes go straight to the file (write(2) per record); checkpoints also fsync.
+/// on from it. Each record is one write(2) to the file, made before the response's last byte
+/// is sent (so a killed process loses no record of an answer); the file is fsynced at every
+/// checkpoint, at rotation and shutdown, and otherwise once a second when records were written
+/// (a power failure can lose at most the last second).
 public final class AuditTrail: Sendable {
     struct State {
         var fd: Int32
@@ -14,6 +17,8 @@ public final class AuditTrail: Sendable {
         var head: String
         var size: Int
         var sinceCheckpoint = 0
+        /// Records written since the last fsync.
+        var unsynced = false
     }
 
     public let path: String
@@ -29,6 +34,24 @@ public final class AuditTrail: Sendable {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw ServerError("audit file \(path): cannot open (\(String(cString: strerror(errno))))") }
         state = Mutex(State(fd: fd, seq: seq, head: head, size: size))
+        pthread_detach(startThread { [self] in syncEverySecond() })
+    }
+
+    /// fsync off the loops: a duplicate of the descriptor, so appends never wait for the disk.
+    private func syncEverySecond() {
+        while true {
+            sleep(1)
+            let fd = state.withLock { s -> Int32? in
+                if s.fd < 0 { return -1 }
+                guard s.unsynced else { return nil }
+                s.unsynced = false
+                return dup(s.fd)
+            }
+            guard let fd else { continue }
+            if fd < 0 { return }  // closed
+            _ = fsync(fd)
+            Glibc.close(fd)
+        }
     }
 
     /// The last record's seq and hash, so the chain goes on; a file whose last line is not a
@@ -57,6 +80,7 @@ public final class AuditTrail: Sendable {
         state.withLock { s in
             write(&s, fields, unixMillis: unixMillis, checkpoint: false)
             s.sinceCheckpoint += 1
+            s.unsynced = true
             if s.sinceCheckpoint >= checkpointEvery { checkpoint(&s, unixMillis) }
             if s.size >= maxSize { rotate(&s, unixMillis) }
         }
@@ -75,6 +99,7 @@ public final class AuditTrail: Sendable {
         write(&s, "\"checkpoint\":{\"records\":\(s.sinceCheckpoint)}", unixMillis: unixMillis, checkpoint: true)
         s.sinceCheckpoint = 0
         _ = fsync(s.fd)
+        s.unsynced = false
     }
 
     private func rotate(_ s: inout State, _ unixMillis: Int64) {

@@ -532,6 +532,9 @@ final class ClientConnection {
 
     func flushScheduled(now: Double) {
         flushPending = false
+        // The audit record goes to the file before the response's last byte goes to the client:
+        // a crash never loses the record of an answer that was received.
+        if let ex = exchange, ex.relay.isComplete, record != nil { writeLog() }
         flush(now: now)
         if !closed { resumeUpstreamIfDrained() }
     }
