@@ -95,6 +95,21 @@ func services(for config: ProxyConfig, running: (ProxyConfig, Verifier.Resolvers
         }
         r.txnTokens = TxnTokenIssuer(keys: keys, settings: t)
     }
+    if let p = config.cibaProvider {
+        if let running, running.0.cibaProvider == p, running.0.approval?.expiresIn == config.approval?.expiresIn,
+           let kept = running.1.approvals {
+            r.approvals = kept  // pending approvals survive a reload
+        } else {
+            let secret: String
+            do { secret = try Files.readText(p.clientSecretFile).trimmingCharacters(in: "\n\r \t") } catch let e as CLIError {
+                throw CLIError(message: "ciba_provider client_secret_file: \(e.message)")
+            }
+            r.approvals = ProviderApprovals(settings: p, secret: secret, expiresIn: config.approval?.expiresIn ?? 300,
+                                            poster: CurlFetcher(settings: p.fetch),
+                                            schedule: { seconds, f in DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: f) },
+                                            clock: { unixNow() })
+        }
+    }
     return r
 }
 
