@@ -28,6 +28,9 @@ enum Serve {
         }
         if config.routes.isEmpty { print("\(path): warning: no route, so every request is refused", to: &err) }
         do { try ProxyServer.checkFiles(config) } catch { throw CLIError(message: "\(error)") }
+        do { _ = try approvalService(for: config, principals: { config.principals }) } catch let e as CLIError {
+            throw CLIError(message: "\(path): \(e.message)")
+        }
         if o.flags.contains("--check") {
             var parts = [counted(config.principals.count, "principal")]
             if !config.organizations.isEmpty { parts.append(counted(config.organizations.count, "organization")) }

@@ -80,9 +80,42 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
         print("mandate: admin listener on \(a.host):\(admin!.port)", to: &err)
         admin!.start()
     }
-    try withExtendedLifetime((sources, admin)) { try server.run() }
+    // The built-in approval service (CIBA), and its listener. `approvals` is the ApprovalGate the
+    // pipeline holds `effect approve` requests on.
+    var approvalListener: ApprovalServer?
+    let approvals = try approvalService(for: config, principals: { reloadable.verifier.config.principals })
+    if let approvals, let l = config.approval?.listen {
+        do { approvalListener = try ApprovalServer(host: l.host, port: l.port, service: approvals) } catch { throw CLIError(message: "\(error)") }
+        print("mandate: approval service on \(l.host):\(approvalListener!.port) (\(approvals.settings.issuer))", to: &err)
+        approvalListener!.start()
+    }
+    try withExtendedLifetime((sources, admin, approvals, approvalListener)) { try server.run() }
     admin?.stop()
+    approvalListener?.stop()
     audit?.close(unixMillis: Int64(unixNow()) * 1000)  // a last signed checkpoint
+}
+
+/// The built-in approval service `config` asks for (`approval { listen …; key …; }`), with its
+/// CIBA clients' secrets read from their files; nil without one. `principals`: the running
+/// configuration's, read per request.
+func approvalService(for config: ProxyConfig, principals: @escaping @Sendable () -> [ProxyConfig.Principal]) throws -> ApprovalService? {
+    guard let a = config.approval, a.listen != nil, let keyFile = a.key else { return nil }
+    let key: SigningKey
+    do { key = try Files.loadKey(keyFile) } catch let e as CLIError { throw CLIError(message: "approval key: \(e.message)") }
+    let clients = try config.cibaClients.map { c -> CIBAClientCredentials in
+        // One line; at least 32 characters, so that it cannot be guessed.
+        let secret = try Files.readText(c.secretFile).trimmingCharacters(in: "\n\r \t")
+        guard secret.utf8.count >= 32 else {
+            throw CLIError(message: "\(c.secretFile): ciba_client \(c.id)'s secret must be at least 32 characters")
+        }
+        return CIBAClientCredentials(id: c.id, secret: Array(secret.utf8), delivery: c.delivery, notificationEndpoint: c.notificationEndpoint)
+    }
+    let ping = ApprovalServer.pinger { line in
+        var err = StandardError()
+        print("mandate: \(line)", to: &err)
+    }
+    return ApprovalService(settings: ApprovalService.Settings(a), key: key, clients: clients,
+                           principals: ConfiguredPrincipals(principals), notify: ping, clock: { unixNow() })
 }
 
 /// What the verifier fetches and signs with: the network resolvers (kept across a reload where
