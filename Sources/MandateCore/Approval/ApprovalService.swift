@@ -52,6 +52,7 @@ public struct PingNotification: Sendable, Equatable {
     public var endpoint: String
     public var bearer: String
     public var authReqID: String
+    public init(endpoint: String, bearer: String, authReqID: String) { self.endpoint = endpoint; self.bearer = bearer; self.authReqID = authReqID }
     /// `{"auth_req_id": …}`.
     public var body: [UInt8] {
         var s = "{\"auth_req_id\":"
