@@ -24,7 +24,7 @@ import Testing
     // Inside blocks shown commented out (the TLS listener needs certificate files; did:web
     // makes the proxy fetch from the network).
     let nested = ["certificate", "key", "client_ca", "verify_client", "ca", "allow_private_addresses", "timeout",
-                  "max_size", "ttl", "max_stale", "negative_ttl", "kid_cooldown", "fetch_rate", "max_scope", "jwks_uri", "refresh", "max_act_depth", "introspection_endpoint", "client_id", "client_secret", "introspection_cache", "keys", "trust_domain", "workload", "file", "checkpoint_every"]
+                  "max_size", "ttl", "max_stale", "negative_ttl", "kid_cooldown", "fetch_rate", "max_scope", "jwks_uri", "refresh", "max_act_depth", "introspection_endpoint", "client_id", "client_secret", "introspection_cache", "keys", "trust_domain", "workload", "file", "checkpoint_every", "public_url", "expires_in", "interval", "secret_file", "delivery", "notification_endpoint", "backchannel_endpoint", "token_endpoint", "client_secret_file"]
     for d in known where !["name", "methods", "scope", "effect", "principals", "agents", "organizations", "allow_bearer", "auto", "off",
                            "optional", "required"].contains(d) {
         if nested.contains(d) {
