@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import MandateCore
 import MandateServer
 #if canImport(Glibc)
@@ -80,9 +81,56 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
         print("mandate: admin listener on \(a.host):\(admin!.port)", to: &err)
         admin!.start()
     }
-    try withExtendedLifetime((sources, admin)) { try server.run() }
+    // The built-in approval service (CIBA), and its listener. `approvals` is the ApprovalGate the
+    // pipeline holds `effect approve` requests on.
+    var approvalListener: ApprovalServer?
+    let approvals = reloadable.verifier.resolvers.approvals as? ApprovalService
+    if let approvals, let l = config.approval?.listen {
+        do { approvalListener = try ApprovalServer(host: l.host, port: l.port, service: approvals) } catch { throw CLIError(message: "\(error)") }
+        print("mandate: approval service on \(l.host):\(approvalListener!.port) (\(approvals.settings.issuer))", to: &err)
+        approvalListener!.start()
+    }
+    try withExtendedLifetime((sources, admin, approvals, approvalListener)) { try server.run() }
     admin?.stop()
+    approvalListener?.stop()
     audit?.close(unixMillis: Int64(unixNow()) * 1000)  // a last signed checkpoint
+}
+
+/// The built-in approval service `config` asks for (`approval { listen …; key …; }`), with its
+/// CIBA clients' secrets read from their files; nil without one. `principals`: the running
+/// configuration's, read per request.
+func approvalService(for config: ProxyConfig) throws -> ApprovalService? {
+    guard let a = config.approval, a.listen != nil, let keyFile = a.key else { return nil }
+    let key: SigningKey
+    do { key = try Files.loadKey(keyFile) } catch let e as CLIError { throw CLIError(message: "approval key: \(e.message)") }
+    let clients = try config.cibaClients.map { c -> CIBAClientCredentials in
+        // One line; at least 32 characters, so that it cannot be guessed.
+        let secret = try Files.readText(c.secretFile).trimmingCharacters(in: "\n\r \t")
+        guard secret.utf8.count >= 32 else {
+            throw CLIError(message: "\(c.secretFile): ciba_client \(c.id)'s secret must be at least 32 characters")
+        }
+        return CIBAClientCredentials(id: c.id, secret: Array(secret.utf8), delivery: c.delivery, notificationEndpoint: c.notificationEndpoint)
+    }
+    let ping = ApprovalServer.pinger { line in
+        var err = StandardError()
+        print("mandate: \(line)", to: &err)
+    }
+    return ApprovalService(settings: ApprovalService.Settings(a), key: key, clients: clients,
+                           principals: LivePrincipals(config.principals), notify: ping, clock: { unixNow() })
+}
+
+/// The configured principals, replaced on reload: the approval service and its pending
+/// approvals outlive a configuration.
+final class LivePrincipals: ApprovalPrincipals {
+    private let current: Mutex<[ProxyConfig.Principal]>
+    init(_ principals: [ProxyConfig.Principal]) { current = Mutex(principals) }
+    func replace(_ principals: [ProxyConfig.Principal]) { current.withLock { $0 = principals } }
+    private var configured: ConfiguredPrincipals {
+        let now = current.withLock { $0 }
+        return ConfiguredPrincipals { now }
+    }
+    func principal(hint: String) -> String? { configured.principal(hint: hint) }
+    func key(for did: String) -> (key: VerificationKey, methodID: String)? { configured.key(for: did) }
 }
 
 /// What the verifier fetches and signs with: the network resolvers (kept across a reload where
@@ -95,7 +143,15 @@ func services(for config: ProxyConfig, running: (ProxyConfig, Verifier.Resolvers
         }
         r.txnTokens = TxnTokenIssuer(keys: keys, settings: t)
     }
-    if let p = config.cibaProvider {
+    if config.approval?.listen != nil {
+        // The built-in service listens from the start; a reload gives it the new principals.
+        if let kept = running?.1.approvals as? ApprovalService {
+            (kept.principals as? LivePrincipals)?.replace(config.principals)
+            r.approvals = kept
+        } else {
+            r.approvals = try approvalService(for: config)
+        }
+    } else if let p = config.cibaProvider {
         if let running, running.0.cibaProvider == p, running.0.approval?.expiresIn == config.approval?.expiresIn,
            let kept = running.1.approvals {
             r.approvals = kept  // pending approvals survive a reload
@@ -132,6 +188,9 @@ func restartOnlyChanges(_ a: ProxyConfig, _ b: ProxyConfig) -> [String] {
     if a.accessLog != b.accessLog { changed.append("access_log") }
     if a.adminListen != b.adminListen { changed.append("admin_listen") }
     if a.audit != b.audit { changed.append("audit") }
+    if a.approval != b.approval || a.cibaClients != b.cibaClients || (a.cibaProvider == nil) != (b.cibaProvider == nil) {
+        changed.append("approval")
+    }
     if a.clientMaxBodySize != b.clientMaxBodySize || a.maxHeaderBytes != b.maxHeaderBytes
         || a.maxHeaderCount != b.maxHeaderCount || a.maxURILength != b.maxURILength { changed.append("HTTP limits") }
     if a.headerTimeout != b.headerTimeout || a.idleTimeout != b.idleTimeout || a.upstreamConnectTimeout != b.upstreamConnectTimeout

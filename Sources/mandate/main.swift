@@ -23,6 +23,10 @@ usage: mandate <command> [options]       (mandate --version)
            [--cacert PEM] (--key FILE | --cert PEM --cert-key PEM) --chain FILE URL
                                             send a request with a fresh DPoP proof (exit 22 on 4xx/5xx);
                                             a certificate-bound chain goes as Bearer over --cert instead
+  approve  ID --key FILE (--url APPROVAL_URL | --config FILE) [--cacert PEM]
+                                            show a pending approval, sign "approve" with the principal's key, send it
+  deny     ID --key FILE (--url APPROVAL_URL | --config FILE) [--cacert PEM]
+                                            the same, signing "deny"
   audit    verify [--key FILE] FILE... | show [--agent DID] [--principal P] FILE...
                                             check the audit trail (files oldest first: edits, deletions, insertions,
                                             reordering, checkpoint signatures; names the first bad record), or list
@@ -82,6 +86,8 @@ do {
     case "request": exit(try Request.run(args))
     case "explain": exit(try Explain.run(args))
     case "audit": exit(try Audit.run(args))
+    case "approve": try Approve.run(args, verdict: .approve)
+    case "deny": try Approve.run(args, verdict: .deny)
     case "loadgen": try Loadgen.run(args)
     case "help", "--help", "-h": print(usage)
     default: fail("unknown command '\(command)'\n\(usage)", status: 2)

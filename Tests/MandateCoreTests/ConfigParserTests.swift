@@ -132,7 +132,7 @@ import MandateCrypto
 
     @Test func unknownDirectiveInsideBlockNamesLine() {
         #expect(error("route / {\n  effect allow;\n  scopes read;\n}") == "proxy.conf:3: unknown directive 'scopes' in route")
-        #expect(error("principal \(alice) {\n  nam \"A\";\n}") == "proxy.conf:2: unknown directive 'nam' in principal")
+        #expect(error("principal \(alice) {\n  nam \"A\";\n}") == "proxy.conf:2: unknown directive 'nam' in principal (name, webhook)")
     }
 
     @Test func missingSemicolonIsReported() {
@@ -396,5 +396,56 @@ import MandateCrypto
         a.checkpointEvery = 10; a.maxSize = 1 << 20
         #expect(c.audit == a)
         #expect(error("audit { file a; }") == "proxy.conf:1: audit needs file and key")
+    }
+
+    @Test func parsesApprovalCIBAClientsAndWebhooks() throws {
+        let c = try ConfigParser.parse("""
+            upstream http://127.0.0.1:9;
+            public_origin https://a.example;
+            approval_wait 45s;
+            principal \(alice) { name "Alice"; webhook https://ntfy.example/alice; }
+            approval { listen 127.0.0.1:9902; public_url https://approve.example; key approval.jwk; expires_in 2m; interval 3s; }
+            ciba_client shop { secret_file shop.secret; }
+            ciba_client bank { secret_file /s/bank.secret; delivery ping; notification_endpoint https://bank.example/cb; }
+            route /payments { effect approve; approval_wait 10s; }
+            """, file: "/etc/m/p.conf")
+        #expect(c.approvalWait == 45)
+        #expect(c.routes.first?.approvalWait == 10)
+        #expect(c.principals == [.init(did: alice, name: "Alice", webhook: "https://ntfy.example/alice")])
+        var a = ProxyConfig.Approval(listen: .init(host: "127.0.0.1", port: 9902), publicURL: "https://approve.example",
+                                     key: "/etc/m/approval.jwk")
+        a.expiresIn = 120; a.interval = 3
+        #expect(c.approval == a)
+        var bank = ProxyConfig.CIBAClient(id: "bank", secretFile: "/s/bank.secret")
+        bank.delivery = .ping; bank.notificationEndpoint = "https://bank.example/cb"
+        #expect(c.cibaClients == [ProxyConfig.CIBAClient(id: "shop", secretFile: "/etc/m/shop.secret"), bank])
+        // public_url defaults to the listen address.
+        let d = try parse("approval { listen 127.0.0.1:9902; key k.jwk; }")
+        #expect(d.approval?.publicURL == "http://127.0.0.1:9902")
+        #expect(d.approval?.expiresIn == 300 && d.approval?.interval == 5)
+    }
+
+    @Test func parsesCIBAProvider() throws {
+        let c = try parse("""
+            ciba_provider https://idp.example { backchannel_endpoint https://idp.example/bc; token_endpoint https://idp.example/token;
+              client_id gw; client_secret_file idp.secret; timeout 2s; allow_private_addresses on; }
+            """)
+        #expect(c.cibaProvider?.issuer == "https://idp.example" && c.cibaProvider?.clientID == "gw")
+        #expect(c.cibaProvider?.fetch.timeout == 2 && c.cibaProvider?.fetch.allowPrivateAddresses == true)
+        #expect(error("ciba_provider https://idp.example { client_id gw; }")
+                == "proxy.conf:1: ciba_provider needs backchannel_endpoint, token_endpoint, client_id and client_secret_file")
+    }
+
+    @Test func approvalAndCIBAClientMistakesAreReported() {
+        #expect(error("approval { listen 127.0.0.1:9902; }") == "proxy.conf:1: approval needs key: it signs receipts for decisions made on its page")
+        #expect(error("approval { public_url https://a.example; key k; }")
+                == "proxy.conf:1: approval needs listen (the built-in service) unless a ciba_provider asks instead")
+        #expect(error("approval {\n listen 127.0.0.1:1;\n key k;\n colour red;\n}")
+                == "proxy.conf:4: unknown directive 'colour' in approval (listen, public_url, key, expires_in, interval)")
+        #expect(error("ciba_client c { secret_file s; delivery ping; }") == "proxy.conf:1: delivery ping needs notification_endpoint (CIBA §4)")
+        #expect(error("ciba_client c { secret_file s; delivery push; }") == "proxy.conf:1: delivery is poll or ping")
+        #expect(error("ciba_client c { delivery poll; }") == "proxy.conf:1: ciba_client needs secret_file")
+        #expect(error("ciba_client c { secret_file s; }\nciba_client c { secret_file t; }") == "proxy.conf:2: ciba_client c is duplicate")
+        #expect(error("principal \(alice) { name A; webhook ftp://x; }") == "proxy.conf:1: 'ftp://x' is not an http:// or https:// URL")
     }
 }

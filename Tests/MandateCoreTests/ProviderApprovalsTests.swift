@@ -55,7 +55,8 @@ final class ScriptedProvider: FormPoster {
         _ = opened(p, g)
         let form = p.forms.withLock { $0[0] }
         #expect(form.hasPrefix("scope=openid&login_hint=did%3Akey%3Aalice&binding_message="))
-        #expect(request.bindingMessage == "did:key:agent POST https://api.example/payments {\"amount\":250}")
+        #expect(form.hasSuffix("&binding_message=" + Introspector.formEncode("agent did:key:agent: POST https://api.example/payments amount=250")
+                               + "&requested_expiry=120"))
     }
 
     @Test func approvedOnceForExactlyThatRequest() {

@@ -88,7 +88,7 @@ def test_held_request_is_forwarded_once_the_principal_approves(approving, provid
     assert o.status == 200, str(o)
     # The person was asked by the principal's identity, and shown the action and its amount.
     assert seen["login_hint"] == ids.alice.did
-    assert "POST " + approving.origin + "/payments" in seen["binding_message"] and '"amount": 250' in seen["binding_message"]
+    assert "POST " + approving.origin + "/payments" in seen["binding_message"] and "amount=250 to=ACME" in seen["binding_message"]
     # The upstream gets the provider's ID token as the receipt.
     receipt = o.header("mandate-approval")
     claims = json.loads(__import__("base64").urlsafe_b64decode(receipt.split(".")[1] + "=="))

@@ -82,7 +82,7 @@ public final class ProviderApprovals: ApprovalGate {
         }
         // CIBA §7.1: openid scope; the person by login_hint; what they approve in binding_message.
         let form = "scope=openid&login_hint=" + Introspector.formEncode(request.principal)
-            + "&binding_message=" + Introspector.formEncode(request.bindingMessage)
+            + "&binding_message=" + Introspector.formEncode(BindingMessage.summarising(request))
             + "&requested_expiry=\(expiresIn)"
         post(settings.backchannelEndpoint, form) { [self] result in backchannelAnswered(id, result) }
         return .pending(id: id, ready: entry.ready)
@@ -191,17 +191,5 @@ public final class ProviderApprovals: ApprovalGate {
             return e.ready
         }
         ready?.fire()
-    }
-}
-
-extension ApprovalRequest {
-    /// What the person is shown (CIBA §7.1 binding_message): who asks, the action, and the
-    /// start of the body; printable ASCII, at most 200 characters.
-    public var bindingMessage: String {
-        let who = agent.count > 24 ? "..." + agent.suffix(12) : agent
-        var s = "\(who) \(method) \(url)"
-        if !bodySummary.isEmpty { s += " " + bodySummary }
-        let printable = s.unicodeScalars.map { $0.value >= 0x20 && $0.value < 0x7f ? Character($0) : "." }
-        return String(printable.prefix(200))
     }
 }
