@@ -1,5 +1,6 @@
 import Dispatch
 import MandateCore
+import MandateRegistry
 import MandateServer
 #if canImport(Glibc)
 import Glibc
@@ -7,7 +8,8 @@ import Glibc
 
 /// Runs the proxy until SIGINT or SIGTERM. SIGHUP re-reads `configPath` and swaps principals,
 /// routes and verification settings atomically; listen, upstream and HTTP limits need a restart.
-func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
+/// `registry`: the agent registry in state_dir, polled and flushed while the proxy runs.
+func serve(config: ProxyConfig, gate: Verifier, configPath: String?, registry: RegistrySync? = nil) throws {
     let reloadable = ReloadableGate(gate)
     var audit: AuditTrail?
     if let a = config.audit {
@@ -19,7 +21,7 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
         } catch { throw CLIError(message: "\(error)") }
     }
     let server: ProxyServer
-    do { server = try ProxyServer(config: config, gate: reloadable, audit: audit) } catch { throw CLIError(message: "\(error)") }
+    do { server = try ProxyServer(config: config, gate: reloadable, audit: audit, activity: registry?.live) } catch { throw CLIError(message: "\(error)") }
     let listening = zip(config.listen, server.boundPorts)
         .map { "\($0.host):\($1)\($0.tls == nil ? "" : " (TLS\($0.tls!.verifyClient == .off ? "" : ", client certificates \($0.tls!.verifyClient.rawValue)"))")" }
         .joined(separator: ", ")
@@ -73,15 +75,29 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
                 guard t.utf8.count >= 32 else { throw CLIError(message: "admin_token_file \(f): the token must be at least 32 characters") }
                 token = t
             }
+            var handler: AdminServer.API?
+            if let registry {
+                let api = RegistryAPI(sync: registry)
+                handler = { m, p, b, id in
+                    let a = api.answer(method: m, path: p, body: b, requestID: id)
+                    return (a.status, a.body, a.allow)
+                }
+            }
             admin = try AdminServer(host: a.host, port: a.port, token: token,
                                     jwks: { reloadable.verifier.resolvers.txnTokens?.jwks },
-                                    metrics: { server.metricsText(chainCache: reloadable.verifier.chainCacheCounts) })
+                                    metrics: { server.metricsText(chainCache: reloadable.verifier.chainCacheCounts) },
+                                    api: handler)
         } catch let e as CLIError { throw e } catch { throw CLIError(message: "\(error)") }
         print("mandate: admin listener on \(a.host):\(admin!.port)", to: &err)
         admin!.start()
     }
+    registry?.start { message in
+        var err = StandardError()
+        print("mandate: \(message)", to: &err)
+    }
     try withExtendedLifetime((sources, admin)) { try server.run() }
     admin?.stop()
+    registry?.stop()  // the last activity counts
     audit?.close(unixMillis: Int64(unixNow()) * 1000)  // a last signed checkpoint
 }
 
@@ -95,6 +111,7 @@ func services(for config: ProxyConfig, running: (ProxyConfig, Verifier.Resolvers
         }
         r.txnTokens = TxnTokenIssuer(keys: keys, settings: t)
     }
+    r.registry = running?.1.registry  // the registry is opened once, by serve
     return r
 }
 
@@ -117,6 +134,7 @@ func restartOnlyChanges(_ a: ProxyConfig, _ b: ProxyConfig) -> [String] {
     if a.accessLog != b.accessLog { changed.append("access_log") }
     if a.adminListen != b.adminListen { changed.append("admin_listen") }
     if a.audit != b.audit { changed.append("audit") }
+    if a.stateDir != b.stateDir { changed.append("state_dir") }
     if a.clientMaxBodySize != b.clientMaxBodySize || a.maxHeaderBytes != b.maxHeaderBytes
         || a.maxHeaderCount != b.maxHeaderCount || a.maxURILength != b.maxURILength { changed.append("HTTP limits") }
     if a.headerTimeout != b.headerTimeout || a.idleTimeout != b.idleTimeout || a.upstreamConnectTimeout != b.upstreamConnectTimeout

@@ -23,6 +23,14 @@ usage: mandate <command> [options]       (mandate --version)
            [--cacert PEM] (--key FILE | --cert PEM --cert-key PEM) --chain FILE URL
                                             send a request with a fresh DPoP proof (exit 22 on 4xx/5xx);
                                             a certificate-bound chain goes as Bearer over --cert instead
+  principal add --config FILE --name N (--key FILE | --did DID) [--webhook URL] | list --config FILE [--json]
+                                            enrol a principal in the registry (state_dir); a missing --key FILE is generated
+  agent    register --config FILE --owner P --name N [--scope S] [--ttl 24h] [--out DIR] [--owner-key FILE] [--alg A]
+           | list [--json] | show NAME|DID [--json] | suspend NAME|DID | resume NAME|DID   (each with --config FILE)
+                                            register: a new agent key and DID in DIR (default ./N), its root delegation
+                                            signed by the owner's key; list: the inventory with last seen, requests, denials
+  revoke   agent NAME|DID | delegation JTI | principal NAME|DID --config FILE
+                                            refused from the very next request; a delegation's descendants with it
   audit    verify [--key FILE] FILE... | show [--agent DID] [--principal P] FILE...
                                             check the audit trail (files oldest first: edits, deletions, insertions,
                                             reordering, checkpoint signatures; names the first bad record), or list
@@ -82,6 +90,9 @@ do {
     case "request": exit(try Request.run(args))
     case "explain": exit(try Explain.run(args))
     case "audit": exit(try Audit.run(args))
+    case "principal": try PrincipalCommand.run(args)
+    case "agent": try AgentCommand.run(args)
+    case "revoke": try RevokeCommand.run(args)
     case "loadgen": try Loadgen.run(args)
     case "help", "--help", "-h": print(usage)
     default: fail("unknown command '\(command)'\n\(usage)", status: 2)

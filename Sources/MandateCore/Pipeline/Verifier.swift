@@ -30,9 +30,12 @@ public final class Verifier: RequestGate {
         public var introspector: Introspector?
         /// Signs a Txn-Token for each forwarded request (its keys are read by the CLI).
         public var txnTokens: TxnTokenIssuer?
+        /// The agent registry's principals, suspensions and revocations (kept across a reload).
+        public var registry: (any RevocationState)?
         public init(didWeb: DIDWebResolver? = nil, issuers: [IssuerKeys] = [], introspector: Introspector? = nil,
-                    txnTokens: TxnTokenIssuer? = nil) {
+                    txnTokens: TxnTokenIssuer? = nil, registry: (any RevocationState)? = nil) {
             self.didWeb = didWeb; self.issuers = issuers; self.introspector = introspector; self.txnTokens = txnTokens
+            self.registry = registry
         }
     }
 
@@ -179,6 +182,8 @@ public final class Verifier: RequestGate {
             }
         }
         // 3. Walk the chain to the human principal, unless this exact chain was verified before.
+        // The registry view is read once per request: the one that judges the chain in step 4½.
+        let registry = resolvers.registry?.current()
         let key = ChainCache.Key(leafHash)
         let chain: VerifiedChain
         // A chain resting on fetched DID documents is walked again once they may have changed.
@@ -202,7 +207,8 @@ public final class Verifier: RequestGate {
                 }
                 outcome = opaque ? resolvers.introspector!.lookup(credential.leaf, now: now) : accessTokens.verify(credential.leaf, now: now)
             } else {
-                outcome = walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now)
+                outcome = walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now,
+                                      anchors: registry?.anchors ?? [])
             }
             switch outcome {
             case .verified(let c): chain = c
@@ -245,12 +251,15 @@ public final class Verifier: RequestGate {
         } else if chain.senderConstrained, let r = CertificateBinding.check(chain, certificate) {
             return refuse(Denial(.invalidToken, r.text))
         }
-        // 5. Policy, for a caller now proven to hold the chain (or, for a plain Bearer access
-        // token, only to have it: the route must accept that).
         var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
                                scope: chain.scopeText, organization: chain.organization, issuer: chain.issuer)
         facts.jtis = chain.jtis
         facts.proof = signature != nil ? "rfc9421" : proof != nil ? "dpop" : chain.certificateThumbprint != nil ? "mtls" : "bearer"
+        // 4½. The registry: a suspension or revocation holds from the very next request, for a
+        // cached chain as for one just walked.
+        if let registry, let d = registry.refusal(for: chain) { return refuse(d, facts) }
+        // 5. Policy, for a caller now proven to hold the chain (or, for a plain Bearer access
+        // token, only to have it: the route must accept that).
         let (route, denial) = policy.decide(method: head.method, path: path, chain: chain)
         facts.route = route.map { $0.prefix }
         if let route, !chain.senderConstrained, !route.allowBearer {
