@@ -65,9 +65,10 @@ public struct RegistryAPI: Sendable {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map { Self.percentDecoded($0) }
         // parts[0] == "v1"
         let route = Array(parts.dropFirst())
-        func only(_ allowed: String, _ body: () throws(RegistryRefusal) -> Answer) -> Answer {
+        func only(_ allowed: String, also other: String? = nil, _ body: () throws(RegistryRefusal) -> Answer) -> Answer {
             guard method == allowed else {
-                return Answer(status: 405, body: Self.error("invalid_request", "\(path) answers \(allowed)", requestID), allow: allowed)
+                let allow = other.map { "\($0), \(allowed)" } ?? allowed
+                return Answer(status: 405, body: Self.error("invalid_request", "\(path) answers \(allow)", requestID), allow: allow)
             }
             do { return try body() } catch { return Self.refusal(error, requestID) }
         }
@@ -78,7 +79,7 @@ public struct RegistryAPI: Sendable {
                     ok(["principals": .array(try sync.store.principals().map(\.json))])
                 }
             }
-            return only("POST") { () throws(RegistryRefusal) in
+            return only("POST", also: "GET") { () throws(RegistryRefusal) in
                 let o = try Self.object(body)
                 let did = try Self.string(o, "did"), name = try Self.string(o, "name")
                 let webhook = try Self.optionalString(o, "webhook")
@@ -93,7 +94,7 @@ public struct RegistryAPI: Sendable {
             if method == "GET" {
                 return only("GET") { () throws(RegistryRefusal) in ok(["agents": .array(try sync.store.agents().map(\.json))]) }
             }
-            return only("POST") { () throws(RegistryRefusal) in
+            return only("POST", also: "GET") { () throws(RegistryRefusal) in
                 let o = try Self.object(body)
                 let owner = try Self.string(o, "owner"), name = try Self.string(o, "name"), token = try Self.string(o, "delegation")
                 guard let p = try sync.store.principal(owner) else { throw RegistryRefusal(.notFound, "no principal \(owner) in the registry") }

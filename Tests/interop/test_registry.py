@@ -241,7 +241,9 @@ def test_the_admin_api(rp, ids):
     status, body, _ = rp.api("POST", "/v1/principals", {"name": "nodid"})
     assert status == 400 and "did is required" in body["error_description"]
     status, body, headers = rp.api("DELETE", "/v1/agents")
-    assert status == 405
+    assert status == 405 and headers["Allow"] == "GET, POST"
+    status, body, headers = rp.api("GET", f"/v1/agents/{agent.did}/suspend")
+    assert status == 405 and headers["Allow"] == "POST"
     status, body, _ = rp.api("GET", "/v1/nothing-here")
     assert status == 404
 
