@@ -74,7 +74,7 @@ public struct AccessRecord: Sendable, Equatable {
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z.
-func appendTimestamp(_ unixMillis: Int64, to s: inout String) {
+public func appendTimestamp(_ unixMillis: Int64, to s: inout String) {
     let secs = unixMillis / 1000
     let days = Int(secs / 86400)
     let rem = Int(secs % 86400)

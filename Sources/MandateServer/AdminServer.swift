@@ -7,7 +7,8 @@ import Synchronization
 
 /// The admin listener (`admin_listen`), apart from agent traffic: `/.well-known/jwks.json` (the
 /// Txn-Token keys), `/healthz` and `/readyz` for anyone who can reach it; `/metrics` only with
-/// `Authorization: Bearer <admin token>`. Low traffic: blocking sockets, a thread per
+/// `Authorization: Bearer <admin token>`, and so does the JSON API under `/v1/` (the agent
+/// registry, docs/registry.md). Low traffic: blocking sockets, a thread per
 /// connection, at most 32 at once, each bounded by a 10 s receive timeout.
 public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed after init
     public let port: Int
@@ -16,11 +17,17 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
     private let metrics: @Sendable () -> String
     private let token: [UInt8]?
     private let active = Atomic<Int>(0)
+    /// The `/v1/` API: method, path, JSON body, request id → status, JSON body, Allow.
+    public typealias API = @Sendable (_ method: String, _ path: String, _ body: [UInt8], _ requestID: String)
+        -> (status: Int, body: [UInt8], allow: String?)
+    private let api: API?
+    private let requests = Atomic<Int>(0)
 
     /// `jwks`: the current key set (read per request, so a reload rotates it), nil when there is
     /// none. `token`: what `/metrics` needs (nil: it is not served).
     public init(host: String, port: Int, token: String?, jwks: @escaping @Sendable () -> [UInt8]?,
-                metrics: @escaping @Sendable () -> String) throws {
+                metrics: @escaping @Sendable () -> String, api: API? = nil) throws {
+        self.api = api
         if port != 0 && mandate_port_in_use(host, Int32(port)) == 1 {
             throw ServerError("admin_listen \(host):\(port): address already in use")
         }
@@ -62,9 +69,12 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
 
     private func serve(_ c: Int32) {
         defer { close(c) }
+        // A JSON body for the API, at most 64 KB; the request is answered at its end.
         var parser = HTTPRequestParser(limits: HTTPParserLimits(maxURILength: 2048, maxHeaderBytes: 16 << 10, maxHeaderCount: 50,
-                                                               maxBodySize: 0))
+                                                               maxBodySize: 64 << 10))
         var buffer = [UInt8](repeating: 0, count: 16 << 10)
+        var head: HTTPRequestHead?
+        var body: [UInt8] = []
         while true {
             let n = buffer.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
             if n <= 0 { return }
@@ -73,11 +83,14 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
                 var offset = 0
                 while keep {
                     let (event, used) = parser.parse(UnsafeRawBufferPointer(rebasing: raw[offset ..< n]))
-                    offset += used
+                    defer { offset += used }
                     switch event {
                     case nil: return
-                    case .head(let h)?: keep = answer(c, h) && h.keepAlive
-                    case .body?, .end?: break
+                    case .head(let h)?: head = h; body = []
+                    case .body(let o, let count)?: body += raw[(offset + o) ..< (offset + o + count)]
+                    case .end?:
+                        if let h = head { keep = answer(c, h, body) && h.keepAlive }
+                        head = nil; body = []
                     case .error(let e)?:
                         write(c, e.status, ["Connection": "close"], Denial(.invalidRequest, e.reason).jsonBody(requestID: "admin"))
                         keep = false
@@ -88,8 +101,9 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
         }
     }
 
-    private func answer(_ c: Int32, _ h: HTTPRequestHead) -> Bool {
+    private func answer(_ c: Int32, _ h: HTTPRequestHead, _ body: [UInt8]) -> Bool {
         let json = ["Content-Type": "application/json"]
+        if h.path.hasPrefix("/v1/") { return answerAPI(c, h, body) }
         guard h.method == "GET" || h.method == "HEAD" else {
             write(c, 405, json.merging(["Allow": "GET, HEAD"]) { a, _ in a },
                   Denial(.invalidRequest, "the admin listener answers GET", status: 405).jsonBody(requestID: "admin"), head: false)
@@ -105,13 +119,7 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
                       head: isHEAD)
                 return true
             }
-            // RFC 6750 §2.1, compared in constant time.
-            let given = h.value("Authorization").flatMap { v -> [UInt8]? in
-                let b = Array(v.utf8)
-                guard b.count > 7, b[0 ..< 7].elementsEqual("bearer ".utf8, by: { ($0 | 0x20) == $1 }) else { return nil }
-                return Array(b[7...])
-            }
-            guard let given, constantTimeEqual(given, token) else {
+            guard authorized(h, token) else {
                 write(c, 401, json.merging(["WWW-Authenticate": "Bearer realm=\"mandate-admin\""]) { a, _ in a },
                       Denial(.invalidToken, "the admin token is required").jsonBody(requestID: "admin"), head: isHEAD)
                 return true
@@ -127,6 +135,39 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
         default:
             write(c, 404, json, Denial(.invalidRequest, "not found", status: 404).jsonBody(requestID: "admin"), head: isHEAD)
         }
+        return true
+    }
+
+    /// RFC 6750 §2.1, compared in constant time.
+    private func authorized(_ h: HTTPRequestHead, _ token: [UInt8]) -> Bool {
+        let given = h.value("Authorization").flatMap { v -> [UInt8]? in
+            let b = Array(v.utf8)
+            guard b.count > 7, b[0 ..< 7].elementsEqual("bearer ".utf8, by: { ($0 | 0x20) == $1 }) else { return nil }
+            return Array(b[7...])
+        }
+        guard let given else { return false }
+        return constantTimeEqual(given, token)
+    }
+
+    /// `/v1/`: the admin token first, then the API.
+    private func answerAPI(_ c: Int32, _ h: HTTPRequestHead, _ body: [UInt8]) -> Bool {
+        let id = "admin-" + String(requests.add(1, ordering: .relaxed).newValue)
+        let json = ["Content-Type": "application/json", "Mandate-Request-Id": id]
+        guard let token else {
+            write(c, 404, json, Denial(.invalidRequest, "set admin_token_file to serve the admin API", status: 404).jsonBody(requestID: id))
+            return true
+        }
+        guard authorized(h, token) else {
+            write(c, 401, json.merging(["WWW-Authenticate": "Bearer realm=\"mandate-admin\""]) { a, _ in a },
+                  Denial(.invalidToken, "the admin token is required (Authorization: Bearer <admin token>)").jsonBody(requestID: id))
+            return true
+        }
+        guard let api else {
+            write(c, 404, json, Denial(.invalidRequest, "set state_dir to serve the registry API", status: 404).jsonBody(requestID: id))
+            return true
+        }
+        let a = api(h.method, String(h.path), body, id)
+        write(c, a.status, a.allow.map { json.merging(["Allow": $0]) { x, _ in x } } ?? json, a.body)
         return true
     }
 

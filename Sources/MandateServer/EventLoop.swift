@@ -97,6 +97,8 @@ final class EventLoop: @unchecked Sendable {
     var requestIDs = RequestIDGenerator()
     let logSink: AccessLogSink
     let audit: AuditTrail?
+    /// Counts decisions for registered agents (last seen, requests, denials).
+    let activity: LiveRegistry?
     let metrics = LoopMetrics()
     var logBytes: [UInt8] = []
     var logLine = ""
@@ -107,8 +109,9 @@ final class EventLoop: @unchecked Sendable {
     let wakeups = Atomic<Int>(0)
 
     init(settings: LoopSettings, gate: any RequestGate, listenFDs: [Int32], listenTLS: [TLSListener?],
-         logSink: AccessLogSink, audit: AuditTrail? = nil) throws {
+         logSink: AccessLogSink, audit: AuditTrail? = nil, activity: LiveRegistry? = nil) throws {
         self.audit = audit
+        self.activity = activity
         self.settings = settings; self.gate = gate; self.listenFDs = listenFDs; self.listenTLS = listenTLS
         self.logSink = logSink
         epfd = mandate_epoll_create()
@@ -398,6 +401,7 @@ final class EventLoop: @unchecked Sendable {
     func log(_ record: AccessRecord) {
         metrics.record(forwarded: record.forwarded, reason: record.reason, seconds: record.latencyMillis / 1000)
         audit?.append(record.auditFields(), unixMillis: record.unixMillis)
+        activity?.record(agent: record.facts.agent, forwarded: record.forwarded, unixMillis: record.unixMillis)
         guard logSink.fd >= 0 else { return }
         logLine.removeAll(keepingCapacity: true)
         record.appendLine(to: &logLine)

@@ -16,12 +16,14 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
     private let configListen: [ProxyConfig.Listen]
 
     /// `audit`: where every decision is recorded (the CLI makes it from `config.audit`).
-    public convenience init(config: ProxyConfig, gate: any RequestGate, audit: AuditTrail? = nil) throws {
-        try self.init(config: config, gate: gate, audit: audit, tune: { _ in })
+    /// `activity`: counts each registered agent's decisions (the agent registry).
+    public convenience init(config: ProxyConfig, gate: any RequestGate, audit: AuditTrail? = nil, activity: LiveRegistry? = nil) throws {
+        try self.init(config: config, gate: gate, audit: audit, activity: activity, tune: { _ in })
     }
 
     /// `tune` adjusts the loops' derived settings (tests: small backpressure marks).
-    init(config: ProxyConfig, gate: any RequestGate, audit: AuditTrail? = nil, tune: (inout LoopSettings) -> Void) throws {
+    init(config: ProxyConfig, gate: any RequestGate, audit: AuditTrail? = nil, activity: LiveRegistry? = nil,
+         tune: (inout LoopSettings) -> Void) throws {
         signal(SIGPIPE, SIG_IGN)
         curl_global_init(3)  // CURL_GLOBAL_ALL
         let fileLimit = Self.raiseFileLimit()
@@ -58,7 +60,8 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
         tune(&settings)
         let sink = try AccessLogSink(destination: config.accessLog)
         tlsListeners = tls
-        loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, listenTLS: tls, logSink: sink, audit: audit) }
+        loops = try fds.map { try EventLoop(settings: settings, gate: gate, listenFDs: $0, listenTLS: tls, logSink: sink, audit: audit,
+                                          activity: activity) }
     }
 
     /// Runs every loop; returns after `stop()`.

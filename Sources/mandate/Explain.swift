@@ -1,5 +1,7 @@
 import Dispatch
+import FoundationEssentials
 import MandateCore
+import MandateRegistry
 import MandateServer
 import MandateHTTP
 #if canImport(Glibc)
@@ -13,7 +15,12 @@ enum Explain {
         let o = try Options(args, valued: ["--config", "-X", "-H", "--headers", "--cert"])
         let config = try Serve.load(try o.required("--config"))
         let verifier: Verifier
-        let resolvers = try services(for: config)
+        var resolvers = try services(for: config)
+        // The registry as the proxy sees it, when state_dir holds one (never created here).
+        if let dir = config.stateDir, FileManager.default.fileExists(atPath: dir + "/" + RegistryStore.fileName),
+           let store = try RegistryPlace.open(config, try o.required("--config")) {
+            do { resolvers.registry = LiveRegistry(try store.view(now: unixNow())) } catch { throw CLIError(message: error.message) }
+        }
         do { verifier = try Verifier(config: config, resolvers: resolvers) } catch { throw CLIError(message: error.text) }
         guard o.positional.count == 1 else { throw CLIError(message: "explain needs a path like /invoices/1", status: 2) }
         var headers = [HTTPHeader("Host", "explain")]

@@ -1,4 +1,5 @@
 import MandateCore
+import MandateRegistry
 import MandateServer
 
 enum Serve {
@@ -7,11 +8,18 @@ enum Serve {
         let path = try o.required("--config")
         let config = try load(path)
         let verifier: Verifier
-        let resolvers: Verifier.Resolvers
+        var resolvers: Verifier.Resolvers
         do { resolvers = try services(for: config) } catch let e as CLIError { throw CLIError(message: "\(path): \(e.message)") }
+        // The agent registry in state_dir: its view is what the verifier reads, never the database.
+        var registry: RegistrySync?
+        if let store = try RegistryPlace.open(config, path) {
+            do { registry = try RegistrySync(store: store) } catch { throw CLIError(message: "\(path): \(error.message)") }
+            resolvers.registry = registry?.live
+            (resolvers.approvals as? ApprovalService).map { ($0.principals as? LivePrincipals)?.replace(config.principals, registry: registry?.live) }
+        }
         do { verifier = try Verifier(config: config, resolvers: resolvers) } catch { throw CLIError(message: "\(path): \(error.text)") }
         var err = StandardError()
-        if config.principals.isEmpty && config.organizations.isEmpty && config.oauthIssuers.isEmpty {
+        if config.principals.isEmpty && config.organizations.isEmpty && config.oauthIssuers.isEmpty && config.stateDir == nil {
             print("\(path): warning: no principal, organization or oauth_issuer, so every request is refused", to: &err)
         }
         if config.txnToken != nil && config.adminListen == nil {
@@ -36,7 +44,7 @@ enum Serve {
             print("\(path): ok (\(parts.joined(separator: ", ")))")
             return
         }
-        try serve(config: config, gate: verifier, configPath: path)
+        try serve(config: config, gate: verifier, configPath: path, registry: registry)
     }
 
     static func load(_ path: String) throws -> ProxyConfig {

@@ -1,6 +1,7 @@
 import Dispatch
 import Synchronization
 import MandateCore
+import MandateRegistry
 import MandateServer
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +9,8 @@ import Glibc
 
 /// Runs the proxy until SIGINT or SIGTERM. SIGHUP re-reads `configPath` and swaps principals,
 /// routes and verification settings atomically; listen, upstream and HTTP limits need a restart.
-func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
+/// `registry`: the agent registry in state_dir, polled and flushed while the proxy runs.
+func serve(config: ProxyConfig, gate: Verifier, configPath: String?, registry: RegistrySync? = nil) throws {
     let reloadable = ReloadableGate(gate)
     var audit: AuditTrail?
     if let a = config.audit {
@@ -20,7 +22,7 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
         } catch { throw CLIError(message: "\(error)") }
     }
     let server: ProxyServer
-    do { server = try ProxyServer(config: config, gate: reloadable, audit: audit) } catch { throw CLIError(message: "\(error)") }
+    do { server = try ProxyServer(config: config, gate: reloadable, audit: audit, activity: registry?.live) } catch { throw CLIError(message: "\(error)") }
     let listening = zip(config.listen, server.boundPorts)
         .map { "\($0.host):\($1)\($0.tls == nil ? "" : " (TLS\($0.tls!.verifyClient == .off ? "" : ", client certificates \($0.tls!.verifyClient.rawValue)"))")" }
         .joined(separator: ", ")
@@ -74,9 +76,18 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
                 guard t.utf8.count >= 32 else { throw CLIError(message: "admin_token_file \(f): the token must be at least 32 characters") }
                 token = t
             }
+            var handler: AdminServer.API?
+            if let registry {
+                let api = RegistryAPI(sync: registry)
+                handler = { m, p, b, id in
+                    let a = api.answer(method: m, path: p, body: b, requestID: id)
+                    return (a.status, a.body, a.allow)
+                }
+            }
             admin = try AdminServer(host: a.host, port: a.port, token: token,
                                     jwks: { reloadable.verifier.resolvers.txnTokens?.jwks },
-                                    metrics: { server.metricsText(chainCache: reloadable.verifier.chainCacheCounts) })
+                                    metrics: { server.metricsText(chainCache: reloadable.verifier.chainCacheCounts) },
+                                    api: handler)
         } catch let e as CLIError { throw e } catch { throw CLIError(message: "\(error)") }
         print("mandate: admin listener on \(a.host):\(admin!.port)", to: &err)
         admin!.start()
@@ -90,9 +101,14 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?) throws {
         print("mandate: approval service on \(l.host):\(approvalListener!.port) (\(approvals.settings.issuer))", to: &err)
         approvalListener!.start()
     }
+    registry?.start { message in
+        var err = StandardError()
+        print("mandate: \(message)", to: &err)
+    }
     try withExtendedLifetime((sources, admin, approvals, approvalListener)) { try server.run() }
     admin?.stop()
     approvalListener?.stop()
+    registry?.stop()  // the last activity counts
     audit?.close(unixMillis: Int64(unixNow()) * 1000)  // a last signed checkpoint
 }
 
@@ -119,15 +135,20 @@ func approvalService(for config: ProxyConfig) throws -> ApprovalService? {
                            principals: LivePrincipals(config.principals), notify: ping, clock: { unixNow() })
 }
 
-/// The configured principals, replaced on reload: the approval service and its pending
-/// approvals outlive a configuration.
+/// The configured principals and the registry's, replaced on reload: the approval service and
+/// its pending approvals outlive a configuration.
 final class LivePrincipals: ApprovalPrincipals {
-    private let current: Mutex<[ProxyConfig.Principal]>
-    init(_ principals: [ProxyConfig.Principal]) { current = Mutex(principals) }
-    func replace(_ principals: [ProxyConfig.Principal]) { current.withLock { $0 = principals } }
+    private let current: Mutex<(principals: [ProxyConfig.Principal], registry: (any RevocationState)?)>
+    init(_ principals: [ProxyConfig.Principal]) { current = Mutex((principals, nil)) }
+    func replace(_ principals: [ProxyConfig.Principal], registry: (any RevocationState)?) {
+        current.withLock { $0 = (principals, registry) }
+    }
+    /// A registry principal is asked by its DID; its key is its DID's (did:key, did:jwk).
     private var configured: ConfiguredPrincipals {
-        let now = current.withLock { $0 }
-        return ConfiguredPrincipals { now }
+        let (principals, registry) = current.withLock { $0 }
+        let anchors = registry?.current().anchors ?? []
+        let registered = anchors.filter { a in !principals.contains { $0.did == a } }.map { ProxyConfig.Principal(did: $0, name: $0) }
+        return ConfiguredPrincipals { principals + registered }
     }
     func principal(hint: String) -> String? { configured.principal(hint: hint) }
     func key(for did: String) -> (key: VerificationKey, methodID: String)? { configured.key(for: did) }
@@ -146,7 +167,6 @@ func services(for config: ProxyConfig, running: (ProxyConfig, Verifier.Resolvers
     if config.approval?.listen != nil {
         // The built-in service listens from the start; a reload gives it the new principals.
         if let kept = running?.1.approvals as? ApprovalService {
-            (kept.principals as? LivePrincipals)?.replace(config.principals)
             r.approvals = kept
         } else {
             r.approvals = try approvalService(for: config)
@@ -166,6 +186,8 @@ func services(for config: ProxyConfig, running: (ProxyConfig, Verifier.Resolvers
                                             clock: { unixNow() })
         }
     }
+    r.registry = running?.1.registry  // the registry is opened once, by serve
+    (r.approvals as? ApprovalService).map { ($0.principals as? LivePrincipals)?.replace(config.principals, registry: r.registry) }
     return r
 }
 
@@ -191,6 +213,7 @@ func restartOnlyChanges(_ a: ProxyConfig, _ b: ProxyConfig) -> [String] {
     if a.approval != b.approval || a.cibaClients != b.cibaClients || (a.cibaProvider == nil) != (b.cibaProvider == nil) {
         changed.append("approval")
     }
+    if a.stateDir != b.stateDir { changed.append("state_dir") }
     if a.clientMaxBodySize != b.clientMaxBodySize || a.maxHeaderBytes != b.maxHeaderBytes
         || a.maxHeaderCount != b.maxHeaderCount || a.maxURILength != b.maxURILength { changed.append("HTTP limits") }
     if a.headerTimeout != b.headerTimeout || a.idleTimeout != b.idleTimeout || a.upstreamConnectTimeout != b.upstreamConnectTimeout

@@ -27,6 +27,14 @@ usage: mandate <command> [options]       (mandate --version)
                                             show a pending approval, sign "approve" with the principal's key, send it
   deny     ID --key FILE (--url APPROVAL_URL | --config FILE) [--cacert PEM]
                                             the same, signing "deny"
+  principal add --config FILE --name N (--key FILE | --did DID) [--webhook URL] | list --config FILE [--json]
+                                            enrol a principal in the registry (state_dir); a missing --key FILE is generated
+  agent    register --config FILE --owner P --name N [--scope S] [--ttl 24h] [--out DIR] [--owner-key FILE] [--alg A]
+           | list [--json] | show NAME|DID [--json] | suspend NAME|DID | resume NAME|DID   (each with --config FILE)
+                                            register: a new agent key and DID in DIR (default ./N), its root delegation
+                                            signed by the owner's key; list: the inventory with last seen, requests, denials
+  revoke   agent NAME|DID | delegation JTI | principal NAME|DID --config FILE
+                                            refused from the very next request; a delegation's descendants with it
   audit    verify [--key FILE] FILE... | show [--agent DID] [--principal P] FILE...
                                             check the audit trail (files oldest first: edits, deletions, insertions,
                                             reordering, checkpoint signatures; names the first bad record), or list
@@ -88,6 +96,9 @@ do {
     case "audit": exit(try Audit.run(args))
     case "approve": try Approve.run(args, verdict: .approve)
     case "deny": try Approve.run(args, verdict: .deny)
+    case "principal": try PrincipalCommand.run(args)
+    case "agent": try AgentCommand.run(args)
+    case "revoke": try RevokeCommand.run(args)
     case "loadgen": try Loadgen.run(args)
     case "help", "--help", "-h": print(usage)
     default: fail("unknown command '\(command)'\n\(usage)", status: 2)

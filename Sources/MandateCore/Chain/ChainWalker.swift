@@ -36,8 +36,9 @@ public struct ChainWalker: Sendable {
         case pending(Readiness)
     }
 
-    /// `tokens` root first, the leaf last.
-    public func walk(_ tokens: [ArraySlice<UInt8>], ancestry: [UInt8], now: Int64) -> Outcome {
+    /// `tokens` root first, the leaf last. `anchors`: the registry's active principals, accepted
+    /// as roots beside the configured ones.
+    public func walk(_ tokens: [ArraySlice<UInt8>], ancestry: [UInt8], now: Int64, anchors: Set<String> = []) -> Outcome {
         guard tokens.count <= rules.maxChainLength else {
             return .refused(Denial(.invalidToken, "delegation chain longer than \(rules.maxChainLength) links"))
         }
@@ -52,7 +53,7 @@ public struct ChainWalker: Sendable {
             case .success(let t): link = t
             case .failure(let r): return .refused(Denial(.invalidToken, "\(place): \(r.text)"))
             }
-            switch checkLink(link, index: i, links: links, now: now) {
+            switch checkLink(link, index: i, links: links, now: now, anchors: anchors) {
             case .ok(let keys, let until):
                 agentKeys = keys
                 if let until { resolvedUntil = min(resolvedUntil ?? until, until) }
@@ -89,7 +90,7 @@ public struct ChainWalker: Sendable {
 
     /// Every rule for link `index`, given its verified ancestors. The signature is checked
     /// before the subject is resolved: a forged link never makes the proxy fetch anything.
-    func checkLink(_ t: DelegationToken, index: Int, links: [DelegationToken], now: Int64) -> LinkCheck {
+    func checkLink(_ t: DelegationToken, index: Int, links: [DelegationToken], now: Int64, anchors: Set<String> = []) -> LinkCheck {
         if let r = ChainRules.validity(t, now: now, skew: rules.clockSkew, maxLifetime: rules.maxLifetime) { return .refused(r) }
         if let r = ChainRules.audience(t, expected: rules.audience) { return .refused(r) }
         if let parent = links.last {
@@ -102,7 +103,7 @@ public struct ChainWalker: Sendable {
                 ?? ChainRules.lifetimeNarrows(t, parent)
                 ?? ChainRules.depth(index: index, ancestors: links) { return .refused(r) }
         } else {
-            if let r = ChainRules.rootIsAnchor(t, principals: rules.principals, organizations: rules.organizations) {
+            if let r = ChainRules.rootIsAnchor(t, principals: rules.principals, organizations: rules.organizations, registry: anchors) {
                 return .refused(r)
             }
         }
@@ -163,11 +164,12 @@ public enum ChainRules {
     }
 
     /// The root is issued by an enrolled principal, or by a declared organization for one of the
-    /// people it may speak for (`principal.sub`) and within its `max_scope`.
+    /// people it may speak for (`principal.sub`) and within its `max_scope`. `registry`: the
+    /// agent registry's active principals, enrolled as the config's are.
     public static func rootIsAnchor(_ t: DelegationToken, principals: Set<String>,
-                                    organizations: [String: ProxyConfig.Organization]) -> Reason? {
+                                    organizations: [String: ProxyConfig.Organization], registry: Set<String> = []) -> Reason? {
         if t.parentHash != nil { return Reason("the root must not carry prf; is the chain incomplete?") }
-        if principals.contains(t.issuer) {
+        if principals.contains(t.issuer) || registry.contains(t.issuer) {
             return t.principalSubject == nil ? nil : Reason("an enrolled principal's root does not name another principal")
         }
         guard let org = organizations[t.issuer] else { return Reason("root issuer is not an enrolled principal or organization") }

@@ -32,10 +32,12 @@ public final class Verifier: RequestGate {
         public var txnTokens: TxnTokenIssuer?
         /// Asks principals to approve requests on `effect approve` routes (without it, 403 approval_required).
         public var approvals: (any ApprovalGate)?
+        /// The agent registry's principals, suspensions and revocations (kept across a reload).
+        public var registry: (any RevocationState)?
         public init(didWeb: DIDWebResolver? = nil, issuers: [IssuerKeys] = [], introspector: Introspector? = nil,
-                    txnTokens: TxnTokenIssuer? = nil, approvals: (any ApprovalGate)? = nil) {
+                    txnTokens: TxnTokenIssuer? = nil, approvals: (any ApprovalGate)? = nil, registry: (any RevocationState)? = nil) {
             self.didWeb = didWeb; self.issuers = issuers; self.introspector = introspector; self.txnTokens = txnTokens
-            self.approvals = approvals
+            self.approvals = approvals; self.registry = registry
         }
     }
 
@@ -194,6 +196,8 @@ public final class Verifier: RequestGate {
             }
         }
         // 3. Walk the chain to the human principal, unless this exact chain was verified before.
+        // The registry view is read once per request: the one that judges the chain in step 4½.
+        let registry = resolvers.registry?.current()
         let key = ChainCache.Key(leafHash)
         let chain: VerifiedChain
         // A chain resting on fetched DID documents is walked again once they may have changed.
@@ -217,7 +221,8 @@ public final class Verifier: RequestGate {
                 }
                 outcome = opaque ? resolvers.introspector!.lookup(credential.leaf, now: now) : accessTokens.verify(credential.leaf, now: now)
             } else {
-                outcome = walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now)
+                outcome = walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now,
+                                      anchors: registry?.anchors ?? [])
             }
             switch outcome {
             case .verified(let c): chain = c
@@ -260,12 +265,15 @@ public final class Verifier: RequestGate {
         } else if chain.senderConstrained, let r = CertificateBinding.check(chain, certificate) {
             return refuse(Denial(.invalidToken, r.text))
         }
-        // 5. Policy, for a caller now proven to hold the chain (or, for a plain Bearer access
-        // token, only to have it: the route must accept that).
         var facts = AuditFacts(principal: chain.principal, agent: chain.agent, chain: chain.dids,
                                scope: chain.scopeText, organization: chain.organization, issuer: chain.issuer)
         facts.jtis = chain.jtis
         facts.proof = signature != nil ? "rfc9421" : proof != nil ? "dpop" : chain.certificateThumbprint != nil ? "mtls" : "bearer"
+        // 4½. The registry: a suspension or revocation holds from the very next request, for a
+        // cached chain as for one just walked.
+        if let registry, let d = registry.refusal(for: chain) { return refuse(d, facts) }
+        // 5. Policy, for a caller now proven to hold the chain (or, for a plain Bearer access
+        // token, only to have it: the route must accept that).
         let (route, denial) = policy.decide(method: head.method, path: path, chain: chain)
         facts.route = route.map { $0.prefix }
         if let route, !chain.senderConstrained, !route.allowBearer {
