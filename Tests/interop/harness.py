@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MANDATE = os.environ.get("MANDATE_BIN") or str(ROOT / ".build" / "debug" / "mandate")
+MANDATE = os.path.abspath(os.environ.get("MANDATE_BIN") or str(ROOT / ".build" / "debug" / "mandate"))
 CHALLENGE_CODES = {"invalid_token", "invalid_dpop_proof", "insufficient_scope"}
 
 
