@@ -33,7 +33,8 @@ final class LoopMetrics: Sendable {
 /// The exposition: requests by decision and reason, the decision latency histogram, and the
 /// verifier's caches.
 public struct MetricsText {
-    static func render(loops: [LoopMetrics], chainCache: (hits: Int, misses: Int), connections: Int) -> String {
+    static func render(loops: [LoopMetrics], chainCache: (hits: Int, misses: Int), connections: Int,
+                       pendingApprovals: Int? = nil) -> String {
         var total = LoopMetrics.Counts()
         for l in loops {
             let c = l.counts.withLock { $0 }
@@ -64,6 +65,10 @@ public struct MetricsText {
         s += "mandate_chain_cache_lookups_total{result=\"miss\"} \(chainCache.misses)\n"
         s += "# HELP mandate_connections Open client connections.\n# TYPE mandate_connections gauge\n"
         s += "mandate_connections \(connections)\n"
+        if let pendingApprovals {
+            s += "# HELP mandate_approvals_pending Approvals waiting for a principal's answer.\n# TYPE mandate_approvals_pending gauge\n"
+            s += "mandate_approvals_pending \(pendingApprovals)\n"
+        }
         return s
     }
 }

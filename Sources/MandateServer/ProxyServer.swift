@@ -103,9 +103,9 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
     }
 
     /// /metrics, with the verifier's cache counts.
-    public func metricsText(chainCache: (hits: Int, misses: Int)) -> String {
+    public func metricsText(chainCache: (hits: Int, misses: Int), pendingApprovals: Int? = nil) -> String {
         MetricsText.render(loops: loops.map(\.metrics), chainCache: chainCache,
-                           connections: loops.reduce(0) { $0 + $1.liveConnections })
+                           connections: loops.reduce(0) { $0 + $1.liveConnections }, pendingApprovals: pendingApprovals)
     }
 
     /// Times the loops returned from epoll_wait, in all.

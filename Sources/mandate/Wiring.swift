@@ -86,7 +86,8 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?, registry: R
             }
             admin = try AdminServer(host: a.host, port: a.port, token: token,
                                     jwks: { reloadable.verifier.resolvers.txnTokens?.jwks },
-                                    metrics: { server.metricsText(chainCache: reloadable.verifier.chainCacheCounts) },
+                                    metrics: { server.metricsText(chainCache: reloadable.verifier.chainCacheCounts,
+                                                                 pendingApprovals: reloadable.verifier.resolvers.approvals?.pending(now: unixNow())) },
                                     api: handler)
         } catch let e as CLIError { throw e } catch { throw CLIError(message: "\(error)") }
         print("mandate: admin listener on \(a.host):\(admin!.port)", to: &err)

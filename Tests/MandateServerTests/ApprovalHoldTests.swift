@@ -33,6 +33,8 @@ final class DecidingApprovals: ApprovalGate {
         }
     }
 
+    func pending(now: Int64) -> Int { state.withLock { $0.values.count { $0.decision == nil } } }
+
     func decide(_ d: Decision) {
         let ready = state.withLock { s -> Readiness? in
             guard let id = s.keys.first(where: { s[$0]!.decision == nil }) else { return nil }

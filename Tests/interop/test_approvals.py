@@ -36,7 +36,9 @@ class Approving:
         self.port, self.approval_port = free_port(), free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.url = f"http://127.0.0.1:{self.approval_port}"
-        extra = (f"approval_wait {wait};\n"
+        self.admin_port = free_port()
+        (d / "admin.token").write_text("t" * 40 + "\n")
+        extra = (f"approval_wait {wait};\nadmin_listen 127.0.0.1:{self.admin_port};\nadmin_token_file admin.token;\n"
                  f"approval {{ listen 127.0.0.1:{self.approval_port}; key approval.jwk; expires_in {expires}; interval 1s; }}\n"
                  "audit { file audit.jsonl; key audit.jwk; }\n")
         (d / "proxy.conf").write_text(config_text(self.port, upstream_port, {"Alice": self.alice.did}, "off", extra))
@@ -160,3 +162,18 @@ def test_a_receipt_signed_by_another_key_is_refused(approving, ids, tmp_path):
     r = mandate("approve", aid, "--key", str(tmp_path / "mallory.jwk"), "--url", approving.url)
     assert r.returncode != 0
     assert approving.pay(c, b"{}", aid).error == "approval_pending"
+
+
+def test_metrics_count_pending_approvals(approving, ids):
+    def pending() -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", approving.admin_port, timeout=10)
+        conn.request("GET", "/metrics", headers={"Authorization": "Bearer " + "t" * 40})
+        text = conn.getresponse().read().decode()
+        return int(next(l.split()[1] for l in text.splitlines() if l.startswith("mandate_approvals_pending ")))
+
+    assert pending() == 0
+    c = chain(approving.alice, [ids.agent()], ["payments:write"])
+    aid = pending_id(approving.pay(c, b"{}"))
+    assert pending() == 1
+    assert approving.decide("deny", aid).returncode == 0
+    assert pending() == 0

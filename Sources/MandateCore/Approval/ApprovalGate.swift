@@ -65,4 +65,6 @@ public protocol ApprovalGate: Sendable {
     /// request woken, or an agent's retry carrying Approval-Id), the approval's state for exactly
     /// this request; an approved one is spent by the answer that says so.
     func submit(_ request: ApprovalRequest, id: String?, now: Int64) -> ApprovalState
+    /// Approvals waiting for a person's answer (/metrics).
+    func pending(now: Int64) -> Int
 }

@@ -113,6 +113,10 @@ public final class ApprovalService: ApprovalGate, @unchecked Sendable {  // muta
 
     // MARK: ApprovalGate (the proxy's own requests)
 
+    public func pending(now: Int64) -> Int {
+        state.withLock { s in s.requests.entries.values.count { $0.decision == .pending && !$0.isExpired(at: now) } }
+    }
+
     public func submit(_ request: ApprovalRequest, id: String?, now: Int64) -> ApprovalState {
         guard let id else { return open(request, now: now) }
         return state.withLock { s -> ApprovalState in

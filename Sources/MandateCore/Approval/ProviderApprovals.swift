@@ -66,6 +66,17 @@ public final class ProviderApprovals: ApprovalGate {
         }
     }
 
+    public func pending(now: Int64) -> Int {
+        entries.withLock { m in
+            m.values.count { e in
+                switch e.phase {
+                case .asking, .polling: e.expiresAt > now
+                default: false
+                }
+            }
+        }
+    }
+
     func open(_ request: ApprovalRequest, now: Int64) -> ApprovalState {
         let id = Base64URL.encode(Random.bytes(32))
         let entry = Entry(request: request, phase: .asking, interval: 5, expiresAt: now + expiresIn)
