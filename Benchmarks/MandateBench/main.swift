@@ -158,6 +158,32 @@ for (name, agent, alg, label) in [("(a) cached chain + Ed25519 proof", edAgent, 
            })
 }
 
+// (f): (a) with the agent registry: 10,000 registered agents and 10,000 revoked jtis, checked
+// on every request (cached chain or not) from the in-memory view.
+let registryName = "(f) cached chain + Ed25519 proof, registry of 10k agents"
+if selected(registryName) {
+    var view = RegistryView(anchors: [alice.did])
+    for i in 0..<10_000 {
+        view.agents["did:key:z6MkAgent\(i)"] = i % 2 == 0 ? .active : .suspended
+        view.revokedDelegations.insert("jti-\(i)")
+    }
+    view.agents[edAgent.did] = .active
+    let registered = try! Verifier(config: config, resolvers: Verifier.Resolvers(registry: LiveRegistry(view)))
+    let leaf = link(alice, edAgent, parent: nil)
+    let heads = (0..<(n * (rounds + 1) + 1)).map { _ in head(leaf: leaf, ancestors: [], proof: proof(edAgent, leaf: leaf)) }
+    func check(_ h: HTTPRequestHead) {
+        if case .failure(let r) = registered.verify(h, now: t0) { fatalError("benchmark request refused: \(r.denial.description)") }
+    }
+    check(heads[heads.count - 1])
+    var next = 0
+    paired(registryName, target: "≤ 1.10 × bare Ed25519", limit: 1.10, note: "(a) plus the revocation view",
+           baseline: { timeBlock(n, bareEd25519) },
+           stage: {
+               defer { next += n }
+               return timeEach(n, warm: { touch(heads[next + $0]) }) { check(heads[next + $0]) }
+           })
+}
+
 // (c): a cold 3-link chain (Ed25519, ES256, Ed25519 links) with an Ed25519 proof: 4 signatures.
 let coldName = "(c) cold 3-link chain + proof"
 if selected(coldName) {
