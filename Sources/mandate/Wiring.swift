@@ -111,12 +111,13 @@ func approvalService(for config: ProxyConfig) throws -> ApprovalService? {
         }
         return CIBAClientCredentials(id: c.id, secret: Array(secret.utf8), delivery: c.delivery, notificationEndpoint: c.notificationEndpoint)
     }
-    let ping = ApprovalServer.pinger { line in
+    let log: @Sendable (String) -> Void = { line in
         var err = StandardError()
         print("mandate: \(line)", to: &err)
     }
     return ApprovalService(settings: ApprovalService.Settings(a), key: key, clients: clients,
-                           principals: LivePrincipals(config.principals), notify: ping, clock: { unixNow() })
+                           principals: LivePrincipals(config.principals), notify: ApprovalServer.pinger(log: log),
+                           webhook: ApprovalServer.webhooks(log: log), clock: { unixNow() })
 }
 
 /// The configured principals, replaced on reload: the approval service and its pending
@@ -131,6 +132,7 @@ final class LivePrincipals: ApprovalPrincipals {
     }
     func principal(hint: String) -> String? { configured.principal(hint: hint) }
     func key(for did: String) -> (key: VerificationKey, methodID: String)? { configured.key(for: did) }
+    func webhook(for did: String) -> String? { configured.webhook(for: did) }
 }
 
 /// What the verifier fetches and signs with: the network resolvers (kept across a reload where

@@ -27,6 +27,10 @@ usage: mandate <command> [options]       (mandate --version)
                                             show a pending approval, sign "approve" with the principal's key, send it
   deny     ID --key FILE (--url APPROVAL_URL | --config FILE) [--cacert PEM]
                                             the same, signing "deny"
+  approvals login --key FILE (--url APPROVAL_URL | --config FILE) [--principal DID] [--ttl DURATION]
+           | list --key FILE (--url APPROVAL_URL | --config FILE) [--principal DID] [--json] [--cacert PEM]
+                                            login: print a one-time link that signs the principal in to the approval
+                                            page (at most 10 min); list: the principal's pending approvals
   audit    verify [--key FILE] FILE... | show [--agent DID] [--principal P] FILE...
                                             check the audit trail (files oldest first: edits, deletions, insertions,
                                             reordering, checkpoint signatures; names the first bad record), or list
@@ -88,6 +92,7 @@ do {
     case "audit": exit(try Audit.run(args))
     case "approve": try Approve.run(args, verdict: .approve)
     case "deny": try Approve.run(args, verdict: .deny)
+    case "approvals": try Approvals.run(args)
     case "loadgen": try Loadgen.run(args)
     case "help", "--help", "-h": print(usage)
     default: fail("unknown command '\(command)'\n\(usage)", status: 2)
