@@ -2,12 +2,20 @@
 /// resource. Every value is escaped: agents choose URLs and bodies (docs/approvals.md, "The page").
 public enum ApprovalPage {
     /// Sent with every page: nothing but inline style loads, forms post only here, no framing.
+    /// `Referrer-Policy: same-origin`, not no-referrer: under no-referrer a browser sends
+    /// `Origin: null` with every POST (Fetch §3.1, "append a request Origin header"), and the
+    /// forms' Origin could not be checked. The sign-in response, whose URL holds the token,
+    /// says no-referrer (`signInFields`).
     public static let securityFields: [(String, String)] = [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
-        ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store"),
         ("X-Frame-Options", "DENY"),
     ]
+
+    public static var signInFields: [(String, String)] {
+        securityFields.map { $0.0 == "Referrer-Policy" ? ($0.0, "no-referrer") : $0 }
+    }
 
     /// What a decision made on the page says on the next page (`/?decided=…`).
     public enum Notice: String, Sendable {

@@ -26,7 +26,7 @@ extension ApprovalEndpoints {
         switch service.signIn(token: Array(token.utf8), now: now) {
         case .failure(let r): return refused(r)
         case .success(let (cookie, s)):
-            var r = html(200, ApprovalPage.signedIn(principal: s.principal))
+            var r = ApprovalResponse(status: 200, fields: ApprovalPage.signInFields, body: ApprovalPage.signedIn(principal: s.principal))
             r.fields.append(("Set-Cookie", sessionCookie(cookie, maxAge: ApprovalSessions.lifetime)))
             return r
         }
