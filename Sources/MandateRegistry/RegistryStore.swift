@@ -234,8 +234,15 @@ public final class RegistryStore: @unchecked Sendable {  // `db` is used only un
         try locked { db in
             try db.transaction { () throws -> RegistryView in
                 var v = RegistryView()
-                try db.run("SELECT did, status FROM principals") { r in
-                    if r[1].text == "active" { v.anchors.insert(r[0].text ?? "") } else { v.revokedPrincipals.insert(r[0].text ?? "") }
+                var principals: [String: ProxyConfig.Principal] = [:]
+                try db.run("SELECT did, status, name, webhook FROM principals") { r in
+                    let did = r[0].text ?? ""
+                    if r[1].text == "active" {
+                        v.anchors.insert(did)
+                        principals[did] = ProxyConfig.Principal(did: did, name: r[2].text ?? did, webhook: r[3].text)
+                    } else {
+                        v.revokedPrincipals.insert(did)
+                    }
                 }
                 var agents: [String: RegistryView.AgentStatus] = [:]
                 try db.run("SELECT did, status FROM agents") { r in
@@ -252,9 +259,11 @@ public final class RegistryStore: @unchecked Sendable {  // `db` is used only un
                     default: v.revokedPrincipals.insert(target)
                     }
                 }
-                for p in v.revokedPrincipals { v.anchors.remove(p) }
-                return RegistryView(anchors: v.anchors, revokedPrincipals: v.revokedPrincipals, agents: agents,
-                                    revokedDelegations: v.revokedDelegations)
+                for p in v.revokedPrincipals { v.anchors.remove(p); principals[p] = nil }
+                var view = RegistryView(anchors: v.anchors, revokedPrincipals: v.revokedPrincipals, agents: agents,
+                                        revokedDelegations: v.revokedDelegations)
+                view.principals = principals
+                return view
             }
         }
     }

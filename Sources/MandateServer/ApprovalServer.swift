@@ -27,23 +27,34 @@ public final class ApprovalServer: @unchecked Sendable {  // the listen fd is fi
         endpoints = ApprovalEndpoints(service)
     }
 
-    /// CIBA §10.2 ping callbacks, off the request path: one POST each, 5 s at most; a failure
-    /// is logged and not retried (the client may still poll).
-    public static func pinger(log: @escaping @Sendable (String) -> Void) -> @Sendable (PingNotification) -> Void {
-        let queue = DispatchQueue(label: "mandate.ciba-ping", attributes: .concurrent)
-        return { n in
+    /// One JSON POST off the request path (CIBA pings, webhooks): one attempt, 5 s at most; a
+    /// failure is logged and not retried. `what` names it in the log.
+    public static func poster(log: @escaping @Sendable (String) -> Void)
+        -> @Sendable (_ what: String, _ url: String, _ headers: [HTTPHeader], _ body: [UInt8]) -> Void {
+        let queue = DispatchQueue(label: "mandate.approval-notices", attributes: .concurrent)
+        return { what, url, headers, body in
             queue.async {
                 do {
-                    let r = try HTTPClient.perform(method: "POST", url: n.endpoint,
-                                                   headers: [HTTPHeader("Authorization", "Bearer \(n.bearer)"),
-                                                             HTTPHeader("Content-Type", "application/json")],
-                                                   body: n.body, timeout: 5)
-                    if !(200...299).contains(r.status) { log("CIBA ping to \(n.endpoint) answered \(r.status)") }
+                    let r = try HTTPClient.perform(method: "POST", url: url, headers: headers + [HTTPHeader("Content-Type", "application/json")],
+                                                   body: body, timeout: 5)
+                    if !(200...299).contains(r.status) { log("\(what) to \(url) answered \(r.status)") }
                 } catch {
-                    log("CIBA ping to \(n.endpoint) failed: \((error as? HTTPClient.Failure)?.message ?? "\(error)")")
+                    log("\(what) to \(url) failed: \((error as? HTTPClient.Failure)?.message ?? "\(error)")")
                 }
             }
         }
+    }
+
+    /// CIBA §10.2 ping callbacks (the client may still poll when one fails).
+    public static func pinger(log: @escaping @Sendable (String) -> Void) -> @Sendable (PingNotification) -> Void {
+        let post = poster(log: log)
+        return { n in post("CIBA ping", n.endpoint, [HTTPHeader("Authorization", "Bearer \(n.bearer)")], n.body) }
+    }
+
+    /// Tells a principal that an approval waits (`principal DID { webhook URL; }`).
+    public static func webhooks(log: @escaping @Sendable (String) -> Void) -> @Sendable (ApprovalWebhook) -> Void {
+        let post = poster(log: log)
+        return { w in post("approval webhook", w.endpoint, [], w.body) }
     }
 
     public func run() {
@@ -95,7 +106,7 @@ public final class ApprovalServer: @unchecked Sendable {  // the listen fd is fi
                     case .body(let o, let k)?: body += input[o ..< o + k]
                     case .end?:
                         if let h = head {
-                            let r = endpoints.respond(method: h.method, path: h.path, headers: h.headers, body: body,
+                            let r = endpoints.respond(method: h.method, path: h.path, query: h.query, headers: h.headers, body: body,
                                                       now: Int64(unixMillisNow() / 1000))
                             write(c, r, keepAlive: h.keepAlive)
                             keep = h.keepAlive

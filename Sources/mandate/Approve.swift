@@ -17,18 +17,7 @@ enum Approve {
         }
         let keyPath = try o.required("--key")
         let key = try Files.loadKey(keyPath)
-        var base: String
-        if let u = o.one("--url") {
-            base = u
-        } else if let c = o.one("--config") {
-            guard let a = try Serve.load(c).approval, !a.publicURL.isEmpty else {
-                throw CLIError(message: "\(c): no approval block with a public_url")
-            }
-            base = a.publicURL
-        } else {
-            throw CLIError(message: "\(verb) needs --url APPROVAL_URL or --config FILE", status: 2)
-        }
-        while base.hasSuffix("/") { base.removeLast() }
+        let base = try Approvals.serviceURL(o, verb: verb)
         let tls = HTTPClient.TLSFiles(caFile: o.one("--cacert"))
 
         let details = try fetch("GET", base + "/approvals/" + id, body: nil, tls: tls, id: id)

@@ -128,12 +128,13 @@ func approvalService(for config: ProxyConfig) throws -> ApprovalService? {
         }
         return CIBAClientCredentials(id: c.id, secret: Array(secret.utf8), delivery: c.delivery, notificationEndpoint: c.notificationEndpoint)
     }
-    let ping = ApprovalServer.pinger { line in
+    let log: @Sendable (String) -> Void = { line in
         var err = StandardError()
         print("mandate: \(line)", to: &err)
     }
     return ApprovalService(settings: ApprovalService.Settings(a), key: key, clients: clients,
-                           principals: LivePrincipals(config.principals), notify: ping, clock: { unixNow() })
+                           principals: LivePrincipals(config.principals), notify: ApprovalServer.pinger(log: log),
+                           webhook: ApprovalServer.webhooks(log: log), clock: { unixNow() })
 }
 
 /// The configured principals and the registry's, replaced on reload: the approval service and
@@ -144,15 +145,17 @@ final class LivePrincipals: ApprovalPrincipals {
     func replace(_ principals: [ProxyConfig.Principal], registry: (any RevocationState)?) {
         current.withLock { $0 = (principals, registry) }
     }
-    /// A registry principal is asked by its DID; its key is its DID's (did:key, did:jwk).
+    /// A registry principal is asked by its DID or name, told at its webhook; its key is its DID's (did:key, did:jwk).
     private var configured: ConfiguredPrincipals {
         let (principals, registry) = current.withLock { $0 }
-        let anchors = registry?.current().anchors ?? []
-        let registered = anchors.filter { a in !principals.contains { $0.did == a } }.map { ProxyConfig.Principal(did: $0, name: $0) }
+        let view = registry?.current()
+        let registered = (view?.anchors ?? []).filter { a in !principals.contains { $0.did == a } }
+            .map { view?.principals[$0] ?? ProxyConfig.Principal(did: $0, name: $0) }
         return ConfiguredPrincipals { principals + registered }
     }
     func principal(hint: String) -> String? { configured.principal(hint: hint) }
     func key(for did: String) -> (key: VerificationKey, methodID: String)? { configured.key(for: did) }
+    func webhook(for did: String) -> String? { configured.webhook(for: did) }
 }
 
 /// What the verifier fetches and signs with: the network resolvers (kept across a reload where

@@ -35,6 +35,10 @@ usage: mandate <command> [options]       (mandate --version)
                                             signed by the owner's key; list: the inventory with last seen, requests, denials
   revoke   agent NAME|DID | delegation JTI | principal NAME|DID --config FILE
                                             refused from the very next request; a delegation's descendants with it
+  approvals login --key FILE (--url APPROVAL_URL | --config FILE) [--principal DID] [--ttl DURATION]
+           | list --key FILE (--url APPROVAL_URL | --config FILE) [--principal DID] [--json] [--cacert PEM]
+                                            login: print a one-time link that signs the principal in to the approval
+                                            page (at most 10 min); list: the principal's pending approvals
   audit    verify [--key FILE] FILE... | show [--agent DID] [--principal P] FILE...
                                             check the audit trail (files oldest first: edits, deletions, insertions,
                                             reordering, checkpoint signatures; names the first bad record), or list
@@ -99,6 +103,7 @@ do {
     case "principal": try PrincipalCommand.run(args)
     case "agent": try AgentCommand.run(args)
     case "revoke": try RevokeCommand.run(args)
+    case "approvals": try Approvals.run(args)
     case "loadgen": try Loadgen.run(args)
     case "help", "--help", "-h": print(usage)
     default: fail("unknown command '\(command)'\n\(usage)", status: 2)

@@ -447,5 +447,14 @@ import MandateCrypto
         #expect(error("ciba_client c { delivery poll; }") == "proxy.conf:1: ciba_client needs secret_file")
         #expect(error("ciba_client c { secret_file s; }\nciba_client c { secret_file t; }") == "proxy.conf:2: ciba_client c is duplicate")
         #expect(error("principal \(alice) { name A; webhook ftp://x; }") == "proxy.conf:1: 'ftp://x' is not an http:// or https:// URL")
+        #expect(error("principal \(alice) { name A; webhook \"https://ntfy.sh/#a.b\"; }")
+                == "proxy.conf:1: webhook 'https://ntfy.sh/#a.b': the part after # is an ntfy topic: 1 to 64 of A-Z a-z 0-9 - _")
+    }
+
+    /// '#' starts a comment, so a webhook naming an ntfy topic in its fragment is quoted.
+    @Test func aQuotedWebhookKeepsItsNtfyTopic() throws {
+        let c = try parse("listen 127.0.0.1:8080;\npublic_origin https://api.example.com;\nupstream http://127.0.0.1:9000;\n"
+                          + "principal \(alice) { name \"Alice\"; webhook \"https://ntfy.sh/#alice-approvals\"; }\nroute / { effect deny; }\n")
+        #expect(c.principals.first?.webhook == "https://ntfy.sh/#alice-approvals")
     }
 }

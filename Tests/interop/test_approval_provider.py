@@ -95,7 +95,15 @@ def test_held_request_is_forwarded_once_the_principal_approves(approving, provid
     assert claims["aud"] == "mandate-proxy" and claims["sub"] == "person:" + ids.alice.did
     # The body that was approved is the body the upstream got.
     assert o.body["body_sha256"] == __import__("hashlib").sha256(b'{"amount": 250, "to": "ACME"}').hexdigest()
-    line = [json.loads(l) for l in approving.log.read_text().splitlines() if '"/payments"' in l][-1]
+    # The access log is written after the response goes out: wait for its line.
+    import time
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(l) for l in approving.log.read_text().splitlines() if '"/payments"' in l and '"status":200' in l]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    line = lines[-1]
     assert line["approval"] and line["status"] == 200
 
 

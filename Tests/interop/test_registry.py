@@ -28,11 +28,11 @@ def mandate(*args, cwd=None):
 class RegistryProxy:
     """`mandate serve` with state_dir, an admin listener and its token, in `d`."""
 
-    def __init__(self, d: Path, upstream_port: int, principals: dict, admin: bool = True):
+    def __init__(self, d: Path, upstream_port: int, principals: dict, admin: bool = True, more: str = ""):
         self.dir, self.port, self.admin = d, free_port(), free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         (d / "admin.token").write_text(TOKEN + "\n")
-        extra = "state_dir state;\n"
+        extra = "state_dir state;\n" + more
         if admin:
             extra += f"admin_listen 127.0.0.1:{self.admin};\nadmin_token_file admin.token;\n"
         self.conf = d / "proxy.conf"
@@ -296,3 +296,49 @@ def test_without_an_admin_listener_the_proxy_sees_cli_changes_by_polling(tmp_pat
         assert_refused(o, 401, "invalid_token", "is suspended")
     finally:
         p.stop()
+
+
+def test_a_registry_principal_is_told_by_webhook_and_approves_with_its_key(tmp_path, upstream, ids):
+    """Principals enrolled with `principal add --webhook` are asked like the config's."""
+    import http.server
+    import queue
+    import threading
+
+    got: queue.Queue = queue.Queue()
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.put(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    approval_port = free_port()
+    assert mandate("keygen", "--alg", "EdDSA", "--out", str(tmp_path / "approval.jwk")).returncode == 0
+    p = RegistryProxy(tmp_path, upstream.port, {"Alice": ids.alice.did},
+                      more=f"approval {{ listen 127.0.0.1:{approval_port}; key approval.jwk; }}\napproval_wait 20s;\n")
+    try:
+        p.ok("principal", "add", "--name", "carol", "--key", "carol.jwk", "--webhook", f"http://127.0.0.1:{hook.server_address[1]}/carol")
+        did, c = p.register("payer", owner="carol", scope="payments:write")
+        carol = json.loads(p.ok("principal", "list", "--json").stdout)
+        carol_did = next(x["did"] for x in (carol["principals"] if isinstance(carol, dict) else carol) if x["name"] == "carol")
+        out: dict = {}
+
+        def pay():
+            out["o"] = p.proxy.send("POST", "/payments", {**c.headers("POST", p.origin + "/payments"),
+                                                         "Content-Type": "application/json"}, b'{"amount": 7}')
+        t = threading.Thread(target=pay)
+        t.start()
+        told = got.get(timeout=15)
+        assert told["approval"]["principal"] == carol_did and told["approval"]["agent"] == did
+        r = mandate("approve", told["approval"]["id"], "--key", str(tmp_path / "carol.jwk"), "--url", f"http://127.0.0.1:{approval_port}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        t.join()
+        assert out["o"].status == 200, str(out["o"])
+    finally:
+        p.stop()
+        hook.shutdown()

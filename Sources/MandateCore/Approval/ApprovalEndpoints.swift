@@ -24,14 +24,22 @@ public struct ApprovalResponse: Sendable {
 
 /// The HTTP face of `ApprovalService`, without sockets: `POST /bc-authorize` (CIBA §7),
 /// `POST /token` (§10.1), `GET /approvals/{id}` and `POST /approvals/{id}/decision` (for
-/// `mandate approve`/`deny`), `/.well-known/openid-configuration` and `/jwks.json`.
+/// `mandate approve`/`deny`), `/.well-known/openid-configuration` and `/jwks.json`; and the
+/// approval page (ApprovalPageEndpoints.swift).
 public struct ApprovalEndpoints: Sendable {
     public let service: ApprovalService
     public init(_ service: ApprovalService) { self.service = service }
 
-    public func respond(method: String, path: Substring, headers: [HTTPHeader], body: [UInt8], now: Int64) -> ApprovalResponse {
-        let head = HTTPRequestHead(method: method, target: String(path), headers: headers)
+    public func respond(method: String, path: Substring, query: Substring? = nil, headers: [HTTPHeader], body: [UInt8],
+                        now: Int64) -> ApprovalResponse {
+        let head = HTTPRequestHead(method: method, target: String(path) + (query.map { "?" + $0 } ?? ""), headers: headers)
         switch (method, path) {
+        case ("GET", "/"): return page(head, now: now)
+        case ("GET", "/login"): return login(head, now: now)
+        case ("POST", "/logout"): return logout(head, body, now: now)
+        case ("GET", "/approvals"): return list(head, now: now)
+        case (_, "/"), (_, "/login"), (_, "/approvals"): return notAllowed("GET")
+        case (_, "/logout"): return notAllowed("POST")
         case ("POST", "/bc-authorize"): return backchannelAuthentication(head, body, now: now)
         case ("POST", "/token"): return token(head, body, now: now)
         case ("GET", "/.well-known/openid-configuration"): return .json(200, service.discovery)
@@ -45,6 +53,11 @@ public struct ApprovalEndpoints: Sendable {
         }
         guard path.hasPrefix("/approvals/") else { return notFound() }
         let rest = path.dropFirst("/approvals/".count)
+        if rest.hasSuffix("/web-decision") {
+            let id = String(rest.dropLast("/web-decision".count))
+            guard method == "POST" else { return notAllowed("POST") }
+            return webDecision(id, head, body, now: now)
+        }
         if rest.hasSuffix("/decision") {
             let id = String(rest.dropLast("/decision".count))
             guard method == "POST" else { return notAllowed("POST") }

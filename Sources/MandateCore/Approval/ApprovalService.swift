@@ -9,6 +9,12 @@ public protocol ApprovalPrincipals: Sendable {
     func principal(hint: String) -> String?
     /// The key that signs this principal's decisions (its DID's), and its verification method id.
     func key(for did: String) -> (key: VerificationKey, methodID: String)?
+    /// Where this principal is told that an approval waits (`principal DID { webhook URL; }`).
+    func webhook(for did: String) -> String?
+}
+
+extension ApprovalPrincipals {
+    public func webhook(for did: String) -> String? { nil }
 }
 
 /// The principals of the running configuration (read per call, so a reload applies); keys from
@@ -34,6 +40,8 @@ public struct ConfiguredPrincipals: ApprovalPrincipals {
         if case .success(let r) = DID.resolve(did) { return (r.key, r.methodID) }
         return lookup(did)
     }
+
+    public func webhook(for did: String) -> String? { current().first(where: { sameBytes($0.did, did) })?.webhook }
 }
 
 /// A configured CIBA client (client_secret_basic, RFC 6749 §2.3.1).
@@ -88,6 +96,7 @@ public final class ApprovalService: ApprovalGate, @unchecked Sendable {  // muta
     struct State {
         var requests: BackchannelRequests
         var ready: [String: Readiness] = [:]
+        var sessions = ApprovalSessions()
     }
 
     public let settings: Settings
@@ -95,17 +104,23 @@ public final class ApprovalService: ApprovalGate, @unchecked Sendable {  // muta
     let clients: [String: CIBAClientCredentials]
     public let principals: any ApprovalPrincipals
     let notify: @Sendable (PingNotification) -> Void
+    let webhook: @Sendable (ApprovalWebhook) -> Void
+    /// Spent sign-in tokens (their jti, per principal) until they expire; full, it refuses.
+    let logins = MemoryReplayCache(capacity: 10_000)
     let schedule: @Sendable (Int64, @escaping @Sendable () -> Void) -> Void
     let clock: @Sendable () -> Int64
     let state: Mutex<State>
 
     /// `key`: approval.key, signs ID tokens. `notify` sends ping callbacks (off the caller's
-    /// thread). `schedule(seconds, f)` runs `f` later (expiry wakes waiters); `clock` is Unix seconds.
+    /// thread); `webhook` tells principals that an approval waits (off the caller's thread too).
+    /// `schedule(seconds, f)` runs `f` later (expiry wakes waiters); `clock` is Unix seconds.
     public init(settings: Settings, key: SigningKey, clients: [CIBAClientCredentials], principals: any ApprovalPrincipals,
                 notify: @escaping @Sendable (PingNotification) -> Void = { _ in },
+                webhook: @escaping @Sendable (ApprovalWebhook) -> Void = { _ in },
                 schedule: (@Sendable (Int64, @escaping @Sendable () -> Void) -> Void)? = nil,
                 clock: @escaping @Sendable () -> Int64) {
         self.settings = settings; self.key = key; self.principals = principals; self.notify = notify; self.clock = clock
+        self.webhook = webhook
         self.clients = Dictionary(clients.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         self.schedule = schedule ?? { seconds, f in DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(Int(seconds))) { f() } }
         state = Mutex(State(requests: BackchannelRequests(settings: settings.requests)))
@@ -158,8 +173,18 @@ public final class ApprovalService: ApprovalGate, @unchecked Sendable {  // muta
         case .failure(let e): return .refused(Denial(.temporarilyUnavailable, e.description))
         case .success(let e):
             armExpiry(e, now: now)
+            announce(e)
             return .pending(id: e.id, ready: ready)
         }
+    }
+
+    /// The approval page's URL: where a webhook sends the person.
+    public var pageURL: String { settings.issuer + "/" }
+
+    /// Tells the principal, when they have a webhook, that `e` waits for them.
+    private func announce(_ e: BackchannelRequests.Entry) {
+        guard let url = principals.webhook(for: e.principal) else { return }
+        webhook(ApprovalWebhook(webhook: url, entry: e, page: pageURL))
     }
 
     private func armExpiry(_ e: BackchannelRequests.Entry, now: Int64) {
@@ -211,6 +236,7 @@ public final class ApprovalService: ApprovalGate, @unchecked Sendable {  // muta
             s.requests.open(client: .ciba(client.id), principal: principal, bindingMessage: message, notificationToken: token,
                             requestedExpiry: expiry, now: now)
         }
+        if case .success(let e) = r { announce(e) }
         return r
     }
 
@@ -270,6 +296,12 @@ public final class ApprovalService: ApprovalGate, @unchecked Sendable {  // muta
         case .failure(let r): return .failure(CIBAError(.invalidRequest, r.text))
         case .success(let v): (verdict, receipt) = v
         }
+        return recordDecision(id, verdict, receipt, now: now)
+    }
+
+    /// Records a verified decision: wakes the held request, pings a ping client.
+    func recordDecision(_ id: String, _ verdict: SignedDecision.Verdict, _ receipt: ApprovalReceipt,
+                        now: Int64) -> Result<SignedDecision.Verdict, CIBAError> {
         let recorded = state.withLock { s -> Result<(BackchannelRequests.Entry, Readiness?), CIBAError> in
             s.requests.decide(id, approve: verdict == .approve, receipt: receipt, now: now).map { ($0, s.ready.removeValue(forKey: id)) }
         }

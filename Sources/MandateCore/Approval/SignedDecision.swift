@@ -89,6 +89,21 @@ public enum SignedDecision {
         return key.compactJWS(header: header, claims: JSONObject(members: claims))
     }
 
+    /// A decision made on the approval page by the signed-in principal: signed with the service's
+    /// own key (approval.key, `kid` its thumbprint as in jwks.json), `iss` the service's public_url,
+    /// `approver` the principal, `via` `web`; the other claims as in the principal's receipt.
+    public static func signOnPage(_ verdict: Verdict, on s: Subject, serviceKey: SigningKey, issuer: String, issuedAt: Int64,
+                                  ttl: Int64 = 300) -> String {
+        var claims: [(String, JSONValue)] = [
+            ("iss", .string(issuer)), ("sub", .string(s.id)), ("approver", .string(s.principal)), ("via", .string("web")),
+            ("decision", .string(verdict.rawValue)), ("binding_message", .string(s.bindingMessage)),
+        ]
+        if let r = s.request { claims.append(("request", .object(r.json))) }
+        claims += [("iat", .integer(issuedAt)), ("exp", .integer(max(issuedAt, min(issuedAt + ttl, s.expiresAt))))]
+        return serviceKey.compactJWS(header: [("typ", .string(mediaType)), ("kid", .string(serviceKey.thumbprint))],
+                                     claims: JSONObject(members: claims))
+    }
+
     /// Checks `token` as the decision on `s`, with `key`: the principal's key as enrolled, never
     /// one the token names; its algorithm pinned by the key (RFC 8725 §3.1). Every bound member must
     /// equal the approval's byte for byte.

@@ -359,7 +359,13 @@ public struct ConfigParser {
         for b in block {
             switch b.name {
             case "name": name = try one(b).text
-            case "webhook": webhook = try url(one(b))
+            case "webhook":
+                let t = try one(b)
+                webhook = try url(t)
+                // The fragment names an ntfy topic (docs/approvals.md, "Webhook").
+                if let hash = t.text.firstIndex(of: "#"), !ApprovalWebhook.isTopic(t.text[t.text.index(after: hash)...]) {
+                    throw error(t.line, "webhook '\(t.text)': the part after # is an ntfy topic: 1 to 64 of A-Z a-z 0-9 - _")
+                }
             default: throw error(b.line, "unknown directive '\(b.name)' in principal (name, webhook)")
             }
         }

@@ -15,6 +15,8 @@ public struct RegistryView: Sendable, Equatable {
     public var revokedDelegations: Set<String>
     /// Increases with each view a holder swaps in.
     public var version: Int64
+    /// Active registry principals' names and webhooks, by DID (the approval service asks them).
+    public var principals: [String: ProxyConfig.Principal] = [:]
     /// Whether any agent is suspended or revoked: the hot path skips the lookups when none is.
     let blocksAgents: Bool
 
