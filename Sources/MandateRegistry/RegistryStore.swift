@@ -245,8 +245,10 @@ public final class RegistryStore: @unchecked Sendable {  // `db` is used only un
                     }
                 }
                 var agents: [String: RegistryView.AgentStatus] = [:]
-                try db.run("SELECT did, status FROM agents") { r in
+                var names: [String: String] = [:]
+                try db.run("SELECT did, status, name FROM agents") { r in
                     agents[r[0].text ?? ""] = RegistryView.AgentStatus(rawValue: r[1].text ?? "") ?? .revoked
+                    if let name = r[2].text { names[r[0].text ?? ""] = name }
                 }
                 try db.run("SELECT jti FROM delegations WHERE status = 'revoked' AND exp > ?", [.integer(now - 3600)]) { r in
                     v.revokedDelegations.insert(r[0].text ?? "")
@@ -263,6 +265,7 @@ public final class RegistryStore: @unchecked Sendable {  // `db` is used only un
                 var view = RegistryView(anchors: v.anchors, revokedPrincipals: v.revokedPrincipals, agents: agents,
                                         revokedDelegations: v.revokedDelegations)
                 view.principals = principals
+                view.agentNames = names
                 return view
             }
         }

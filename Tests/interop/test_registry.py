@@ -335,6 +335,8 @@ def test_a_registry_principal_is_told_by_webhook_and_approves_with_its_key(tmp_p
         t.start()
         told = got.get(timeout=15)
         assert told["approval"]["principal"] == carol_did and told["approval"]["agent"] == did
+        # Carol is shown the agent's registered name.
+        assert told["approval"]["agent_name"] == "payer" and "agent payer (" in told["message"]
         r = mandate("approve", told["approval"]["id"], "--key", str(tmp_path / "carol.jwk"), "--url", f"http://127.0.0.1:{approval_port}")
         assert r.returncode == 0, r.stdout + r.stderr
         t.join()

@@ -5,6 +5,8 @@ public struct ApprovalRequest: Sendable, Equatable {
     public var principal: String
     public var organization: String?
     public var agent: String
+    /// The agent's display name in the registry, when it is registered.
+    public var agentName: String?
     /// DIDs from the principal to the agent, and the links' jti.
     public var chain: [String]
     public var jtis: [String]

@@ -67,7 +67,8 @@ public enum ApprovalPage {
         var b = "<section class=\"approval\" data-id=\"\(escape(e.id))\">\n"
         b += "<h2>\(escape(e.bindingMessage.isEmpty ? "An approval request" : e.bindingMessage))</h2>\n<dl>\n"
         if let a = e.approval {
-            b += row("Agent", "<code class=\"agent\">\(escape(a.agent))</code>")
+            let name = a.agentName.map { "<b class=\"agent-name\">\(escape($0))</b> " } ?? ""
+            b += row("Agent", name + "<code class=\"agent\">\(escape(a.agent))</code>")
             if let o = a.organization { b += row("Organization", "<code>\(escape(o))</code>") }
             b += row("Chain", "<ol class=\"chain\">" + a.chain.map { "<li><code>\(escape($0))</code></li>" }.joined() + "</ol>")
             b += row("Request", "<code class=\"request\"><span class=\"method\">\(escape(a.method))</span> <span class=\"url\">\(escape(a.url))</span></code>")

@@ -272,7 +272,7 @@ public final class ApprovalService: ApprovalGate, @unchecked Sendable {  // muta
         case .ciba(let c): m.append(("client", .string(c)))
         }
         if let a = e.approval {
-            m += [("agent", .string(a.agent)), ("organization", a.organization.map(JSONValue.string) ?? .null),
+            m += [("agent", .string(a.agent)), ("agent_name", a.agentName.map(JSONValue.string) ?? .null), ("organization", a.organization.map(JSONValue.string) ?? .null),
                   ("route", .string(a.route)), ("body_summary", .string(a.bodySummary)),
                   ("request", .object(BoundRequest(a).json))]
         }

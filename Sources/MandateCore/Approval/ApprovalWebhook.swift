@@ -28,7 +28,7 @@ public struct ApprovalWebhook: Sendable, Equatable {
         }
         var approval: [(String, JSONValue)] = [("id", .string(e.id)), ("principal", .string(e.principal))]
         if let a = e.approval {
-            approval += [("agent", .string(a.agent)), ("chain", .array(a.chain.map(JSONValue.string))), ("method", .string(a.method)),
+            approval += [("agent", .string(a.agent)), ("agent_name", a.agentName.map(JSONValue.string) ?? .null), ("chain", .array(a.chain.map(JSONValue.string))), ("method", .string(a.method)),
                          ("url", .string(a.url)), ("body_sha256", .string(a.bodySHA256))]
         }
         if case .ciba(let c) = e.client { approval.append(("client", .string(c))) }

@@ -12,7 +12,7 @@ public enum BindingMessage {
 
     /// What the proxy asks: "agent did:key:z6Mk…AbCd: POST https://api.example.com/payments amount=100 to=bob".
     public static func summarising(_ r: ApprovalRequest) -> String {
-        var s = "agent \(abbreviated(r.agent)): \(r.method) \(r.url)"
+        var s = "agent \(r.agentName.map { "\($0) (\(abbreviated(r.agent)))" } ?? abbreviated(r.agent)): \(r.method) \(r.url)"
         let parameters = keyParameters(r.bodySummary)
         if !parameters.isEmpty { s += " " + parameters }
         return bounded(s)

@@ -111,9 +111,10 @@ public final class Verifier: RequestGate {
             guard ids.count <= 1, ids.first.map({ ApprovalHold.isID($0) }) ?? true else {
                 return .refuse(Denial(.invalidRequest, "Approval-Id must be sent at most once, as the id the proxy gave"), v.facts)
             }
-            let request = ApprovalRequest(principal: v.chain.principal, organization: v.chain.organization, agent: v.chain.agent,
+            var request = ApprovalRequest(principal: v.chain.principal, organization: v.chain.organization, agent: v.chain.agent,
                                           chain: v.chain.dids, jtis: v.chain.jtis, method: head.method,
                                           url: publicOrigin + target, route: route.prefix)
+            request.agentName = resolvers.registry?.current().agentNames[v.chain.agent]
             return .hold(ApprovalHold(plan: plan, request: request, id: ids.first.map { String($0) },
                                       wait: route.approvalWait ?? config.approvalWait, maxBody: config.clientMaxBodySize, gate: gate))
         }

@@ -17,6 +17,8 @@ public struct RegistryView: Sendable, Equatable {
     public var version: Int64
     /// Active registry principals' names and webhooks, by DID (the approval service asks them).
     public var principals: [String: ProxyConfig.Principal] = [:]
+    /// Registered agents' display names, by DID (shown to a principal asked to approve).
+    public var agentNames: [String: String] = [:]
     /// Whether any agent is suspended or revoked: the hot path skips the lookups when none is.
     let blocksAgents: Bool
 
