@@ -33,8 +33,9 @@ final class LoopMetrics: Sendable {
 /// The exposition: requests by decision and reason, the decision latency histogram, and the
 /// verifier's caches.
 public struct MetricsText {
+    /// `caches`: more caches' lookups (metric name, help, hits, misses).
     static func render(loops: [LoopMetrics], chainCache: (hits: Int, misses: Int), connections: Int,
-                       pendingApprovals: Int? = nil) -> String {
+                       pendingApprovals: Int? = nil, caches: [(String, String, Int, Int)] = []) -> String {
         var total = LoopMetrics.Counts()
         for l in loops {
             let c = l.counts.withLock { $0 }
@@ -63,6 +64,10 @@ public struct MetricsText {
         s += "# TYPE mandate_chain_cache_lookups_total counter\n"
         s += "mandate_chain_cache_lookups_total{result=\"hit\"} \(chainCache.hits)\n"
         s += "mandate_chain_cache_lookups_total{result=\"miss\"} \(chainCache.misses)\n"
+        for (name, help, hits, misses) in caches {
+            s += "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
+            s += "\(name){result=\"hit\"} \(hits)\n\(name){result=\"miss\"} \(misses)\n"
+        }
         s += "# HELP mandate_connections Open client connections.\n# TYPE mandate_connections gauge\n"
         s += "mandate_connections \(connections)\n"
         if let pendingApprovals {

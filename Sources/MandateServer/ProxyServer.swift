@@ -103,9 +103,20 @@ public final class ProxyServer: @unchecked Sendable {  // immutable after init; 
     }
 
     /// /metrics, with the verifier's cache counts.
-    public func metricsText(chainCache: (hits: Int, misses: Int), pendingApprovals: Int? = nil) -> String {
-        MetricsText.render(loops: loops.map(\.metrics), chainCache: chainCache,
-                           connections: loops.reduce(0) { $0 + $1.liveConnections }, pendingApprovals: pendingApprovals)
+    public func metricsText(chainCache: (hits: Int, misses: Int), pendingApprovals: Int? = nil,
+                            resolvers: Verifier.Resolvers = Verifier.Resolvers()) -> String {
+        var caches: [(String, String, Int, Int)] = []
+        if let w = resolvers.didWeb {
+            caches.append(("mandate_did_web_cache_lookups_total", "did:web documents: served from the cache, or fetched.",
+                           w.hits.load(ordering: .relaxed), w.fetches.load(ordering: .relaxed)))
+        }
+        if let i = resolvers.introspector {
+            caches.append(("mandate_introspection_cache_lookups_total", "Opaque tokens: answered from the cache, or introspected.",
+                           i.hits.load(ordering: .relaxed), i.asked.load(ordering: .relaxed)))
+        }
+        return MetricsText.render(loops: loops.map(\.metrics), chainCache: chainCache,
+                                  connections: loops.reduce(0) { $0 + $1.liveConnections }, pendingApprovals: pendingApprovals,
+                                  caches: caches)
     }
 
     /// Times the loops returned from epoll_wait, in all.

@@ -87,7 +87,8 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?, registry: R
             admin = try AdminServer(host: a.host, port: a.port, token: token,
                                     jwks: { reloadable.verifier.resolvers.txnTokens?.jwks },
                                     metrics: { server.metricsText(chainCache: reloadable.verifier.chainCacheCounts,
-                                                                 pendingApprovals: reloadable.verifier.resolvers.approvals?.pending(now: unixNow())) },
+                                                                 pendingApprovals: reloadable.verifier.resolvers.approvals?.pending(now: unixNow()),
+                                                                 resolvers: reloadable.verifier.resolvers) },
                                     api: handler)
         } catch let e as CLIError { throw e } catch { throw CLIError(message: "\(error)") }
         print("mandate: admin listener on \(a.host):\(admin!.port)", to: &err)

@@ -116,6 +116,16 @@ import MandateCrypto
         #expect(f.fetches == 1)
     }
 
+    /// /metrics: documents served from the cache, and fetches started.
+    @Test func countsCacheHitsAndFetches() {
+        let f = HeldFetcher(), c = Clock(), r = resolver(f, c)
+        _ = r.lookup(did)
+        f.answer(.success(doc(jwkMethod("k1", key))))
+        for _ in 0 ..< 3 { _ = r.lookup(did) }
+        let (hits, fetches) = (r.hits.load(ordering: .relaxed), r.fetches.load(ordering: .relaxed))
+        #expect(hits == 3 && fetches == 1)
+    }
+
     @Test func expiresThenServesStaleWhileTheServerFails() {
         let f = HeldFetcher(), c = Clock(), r = resolver(f, c)
         _ = r.lookup(did); f.answer(.success(doc(jwkMethod("k1", key))))

@@ -90,6 +90,9 @@ public final class DIDWebResolver: Sendable {
         state = Mutex(State(tokens: settings.burst))
     }
 
+    /// For /metrics: lookups answered by a fresh cached document, and fetches started.
+    public let hits = Atomic<Int>(0), fetches = Atomic<Int>(0)
+
     /// The document of `did`; `missingKid` says the cached one lacked a key the caller needs.
     public func lookup(_ did: String, missingKid: Bool = false) -> Lookup {
         let url: String
@@ -104,6 +107,7 @@ public final class DIDWebResolver: Sendable {
             func served(_ until: Double) -> Lookup { .document(e.document!, until: Int64(until)) }
             let age = now - e.fetchedAt
             if e.document != nil && age < s.ttl && !(missingKid && age >= s.kidCooldown) {
+                hits.add(1, ordering: .relaxed)
                 return (served(e.fetchedAt + s.ttl), nil)
             }
             if let r = e.inFlight { return (.pending(r), nil) }
@@ -129,6 +133,7 @@ public final class DIDWebResolver: Sendable {
             }
             st.tokens -= 1
             st.inFlight += 1
+            fetches.add(1, ordering: .relaxed)
             let r = Readiness()
             e.inFlight = r
             st.entries[did] = e

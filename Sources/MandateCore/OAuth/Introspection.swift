@@ -45,6 +45,9 @@ public final class Introspector: Sendable {
         self.poster = poster; self.clock = clock
     }
 
+    /// For /metrics: tokens answered from the cache, and introspections started.
+    public let hits = Atomic<Int>(0), asked = Atomic<Int>(0)
+
     public func lookup(_ token: ArraySlice<UInt8>, now: Int64) -> ChainWalker.Outcome {
         let key = ChainCache.Key(SHA256.hash(token))
         let (asking, busy): (Readiness?, Bool) = state.withLock { st in
@@ -69,7 +72,12 @@ public final class Introspector: Sendable {
             d.retryAfter = 1
             return .refused(d)
         }
-        if let asking { ask(String(decoding: token, as: UTF8.self), key, asking); return .pending(asking) }
+        if let asking {
+            asked.add(1, ordering: .relaxed)
+            ask(String(decoding: token, as: UTF8.self), key, asking)
+            return .pending(asking)
+        }
+        hits.add(1, ordering: .relaxed)
         switch state.withLock({ $0.entries[key] }) {
         case .active(let chain, _)?: return .verified(chain)
         case .inactive(let why, _)?: return .refused(Denial(.invalidToken, "access token: " + why))
