@@ -116,6 +116,27 @@ struct BackchannelRequestsTests {
         #expect(r.entries.isEmpty)
     }
 
+    @Test func onePrincipalsPendingRequestsAreBoundedAndOthersStillOpen() {
+        var r = BackchannelRequests(settings: .init(expiresIn: 300, interval: 5, capacity: 1000, retention: 600, perPrincipal: 3))
+        let agent = BackchannelClient.proxy
+        var first: BackchannelRequests.Entry?
+        for _ in 0..<3 {
+            let e = try! r.open(client: agent, principal: "did:key:zAlice", bindingMessage: "pay", now: 1000).get()
+            first = first ?? e
+        }
+        // A fourth for the same person is refused: the flood stays within their share.
+        guard case .failure(let e) = r.open(client: shop, principal: "did:key:zAlice", bindingMessage: "pay", now: 1000) else {
+            Issue.record("a fourth pending request was opened"); return
+        }
+        #expect(e.code == .temporarilyUnavailable && e.status == 503)
+        // Another principal is still asked.
+        #expect((try? r.open(client: agent, principal: "did:key:zBob", bindingMessage: "pay", now: 1000).get()) != nil)
+        // A decided or expired request frees its place.
+        _ = r.decide(first!.id, approve: false, receipt: receipt, now: 1001)
+        #expect((try? r.open(client: agent, principal: "did:key:zAlice", bindingMessage: "pay", now: 1001).get()) != nil)
+        #expect((try? r.open(client: agent, principal: "did:key:zAlice", bindingMessage: "pay", now: 1400).get()) != nil)
+    }
+
     @Test func expiredListsOnlyPendingRequestsPastTheirExpiry() {
         var r = requests()
         let a = opened(&r, expiry: 10)

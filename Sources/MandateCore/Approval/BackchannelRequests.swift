@@ -68,8 +68,13 @@ public struct BackchannelRequests: Sendable {
         /// An expired or decided request is remembered this long past its expiry, so a late poll
         /// gets expired_token rather than invalid_grant.
         public var retention: Int64
-        public init(expiresIn: Int64 = 300, interval: Int64 = 5, capacity: Int = 10_000, retention: Int64 = 600) {
+        /// At most this many requests wait for one principal's answer at once: one agent (or
+        /// client) asking without end fills that person's share, never everyone's capacity.
+        public var perPrincipal: Int
+        public init(expiresIn: Int64 = 300, interval: Int64 = 5, capacity: Int = 10_000, retention: Int64 = 600,
+                    perPrincipal: Int = 100) {
             self.expiresIn = expiresIn; self.interval = interval; self.capacity = capacity; self.retention = retention
+            self.perPrincipal = perPrincipal
         }
     }
 
@@ -126,6 +131,12 @@ public struct BackchannelRequests: Sendable {
         if entries.count >= settings.capacity { entries = entries.filter { !$0.value.isExpired(at: now) } }
         guard entries.count < settings.capacity else {
             return .failure(CIBAError(.temporarilyUnavailable, "too many approvals are waiting; try again later"))
+        }
+        let waiting = entries.values.reduce(0) { n, e in
+            n + (e.decision == .pending && !e.isExpired(at: now) && e.principal == principal ? 1 : 0)
+        }
+        guard waiting < settings.perPrincipal else {
+            return .failure(CIBAError(.temporarilyUnavailable, "too many approvals are waiting for this principal; try again later"))
         }
         guard entries[id] == nil else { return .failure(CIBAError(.temporarilyUnavailable, "auth_req_id collision")) }
         let lifetime = min(max(1, requestedExpiry ?? settings.expiresIn), settings.expiresIn)
