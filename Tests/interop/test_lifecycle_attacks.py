@@ -4,6 +4,7 @@ approval service's capacity, the admin API. Each test names what an attacker tri
 from __future__ import annotations
 
 import json
+import socket
 import time
 import threading
 import urllib.error
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import OFFLINE
 from mandate_creds import chain
-from test_approvals import Approving, pending_id
+from test_approvals import Approving, mandate, pending_id
 
 pytestmark = pytest.mark.skipif(OFFLINE, reason="MANDATE_INTEROP_OFFLINE=1")
 
@@ -98,3 +99,129 @@ def test_a_suspended_agent_is_not_released_either(held, ids):
 
     o = released_after(held, c, body, aid, suspend_then_approve)
     assert o.status == 401 and o.error == "invalid_token" and "suspended" in o.description, str(o)
+
+
+def raw_request(method: str, path: str, headers: dict, body: bytes = b"", extra: str = "") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"] + [f"{k}: {v}" for k, v in headers.items()]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode() + body
+
+
+def read_responses(s: socket.socket, n: int, timeout: float = 20) -> bytes:
+    s.settimeout(timeout)
+    data = b""
+    while data.count(b"HTTP/1.1 ") < n or not data.rstrip().endswith(b"}"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def audit_verifies(a) -> None:
+    public = {k: v for k, v in json.loads((a.dir / "audit.jwk").read_text()).items() if k != "d"}
+    (a.dir / "audit.pub.jwk").write_text(json.dumps(public))
+    r = mandate("audit", "verify", "--key", str(a.dir / "audit.pub.jwk"), str(a.dir / "audit.jsonl"))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_one_approval_admits_at_most_one_of_two_concurrent_retries(held, ids):
+    c = chain(held.alice, [ids.agent()], ["payments:write"])
+    body = b'{"amount": 70}'
+    aid = pending_id(held.pay(c, body))
+    assert held.decide("approve", aid).returncode == 0
+    outs: list = []
+    threads = [threading.Thread(target=lambda: outs.append(held.pay(c, body, aid))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(o.status for o in outs) == [200, 403, 403, 403], [str(o) for o in outs]
+    assert all(o.error == "access_denied" for o in outs if o.status == 403)
+    held.proxy.stop()
+    forwarded = [r for r in held.audit() if r.get("path") == "/payments" and r["decision"] == "forward"]
+    assert len(forwarded) == 1
+    audit_verifies(held)
+
+
+def test_an_approval_id_with_odd_characters_or_twice_is_refused(held, ids):
+    c = chain(held.alice, [ids.agent()], ["payments:write"])
+    aid = pending_id(held.pay(c, b"{}"))
+    for bad in ["../../etc/passwd" + "a" * 20, "a" * 21, "a" * 129, aid + "%00", aid.upper() if aid.upper() != aid else aid + "A"]:
+        o = held.pay(c, b"{}", bad)
+        assert o.status in (400, 403) and o.error in ("invalid_request", "access_denied"), (bad, str(o))
+    s = socket.create_connection(("127.0.0.1", held.port))
+    h = c.headers("POST", held.origin + "/payments")
+    s.sendall(raw_request("POST", "/payments", h, b"{}", extra=f"Approval-Id: {aid}\r\nApproval-Id: {aid}\r\n"))
+    r = read_responses(s, 1)
+    s.close()
+    assert r.startswith(b"HTTP/1.1 400 ") and b"invalid_request" in r, r[:300]
+
+
+def test_a_client_gone_while_held_is_recorded_499_and_traffic_flows(held, ids):
+    c = chain(held.alice, [ids.agent()], ["payments:write"])
+    s = socket.create_connection(("127.0.0.1", held.port))
+    s.sendall(raw_request("POST", "/payments", c.headers("POST", held.origin + "/payments"), b'{"gone": 1}'))
+    for _ in range(200):
+        if "mandate_approvals_pending 1" in metrics(held):
+            break
+        time.sleep(0.02)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+    s.close()
+    # Valid traffic keeps flowing; the proxy noticed the hangup.
+    ok = held.proxy.send("GET", "/echo/x", chain(held.alice, [ids.agent()], ["echo"]).headers("GET", held.origin + "/echo/x"))
+    assert ok.status == 200, str(ok)
+    for _ in range(300):
+        if any(r.get("path") == "/payments" for r in held.audit()):
+            break
+        time.sleep(0.02)
+    rec = next(r for r in held.audit() if r.get("path") == "/payments")
+    assert rec["status"] == 499 and rec["decision"] == "refuse", rec
+    held.proxy.stop()
+    audit_verifies(held)
+
+
+def test_a_request_pipelined_behind_a_held_one_waits_its_turn(held, ids):
+    pay = chain(held.alice, [ids.agent()], ["payments:write"])
+    echo = chain(held.alice, [ids.agent()], ["echo"])
+    s = socket.create_connection(("127.0.0.1", held.port))
+    s.sendall(raw_request("POST", "/payments", pay.headers("POST", held.origin + "/payments"), b'{"a": 1}')
+              + raw_request("GET", "/echo/behind", echo.headers("GET", held.origin + "/echo/behind")))
+    r = read_responses(s, 2)
+    s.close()
+    first, second = r.split(b"HTTP/1.1 ")[1:3]
+    assert first.startswith(b"403 ") and b"approval_pending" in first, r[:400]
+    assert second.startswith(b"200 ") and b"/echo/behind" in second, r[:800]
+
+
+def test_expect_continue_and_chunked_trailers_on_an_approve_route(held, ids):
+    c = chain(held.alice, [ids.agent()], ["payments:write"])
+    s = socket.create_connection(("127.0.0.1", held.port))
+    h = c.headers("POST", held.origin + "/payments")
+    head = "\r\n".join(["POST /payments HTTP/1.1", "Host: 127.0.0.1", "Transfer-Encoding: chunked", "Expect: 100-continue",
+                        "Connection: close"] + [f"{k}: {v}" for k, v in h.items()]) + "\r\n\r\n"
+    s.sendall(head.encode())
+    s.settimeout(20)
+    assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
+    s.sendall(b"4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\nX-Trailer: evil\r\n\r\n")
+    r = read_responses(s, 1)
+    s.close()
+    assert r.startswith(b"HTTP/1.1 403 ") and b"approval_pending" in r, r[:300]
+    aid = [l.split(b": ")[1].decode() for l in r.split(b"\r\n") if l.lower().startswith(b"approval-id:")][0]
+    status, details = json_get(f"{held.url}/approvals/{aid}")
+    assert status == 200 and details["body_summary"] == '{"a":1}', details
+
+
+def metrics(a) -> str:
+    req = urllib.request.Request(f"http://127.0.0.1:{a.admin_port}/metrics", headers={"Authorization": "Bearer " + ADMIN})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read().decode()
+
+
+def json_get(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
