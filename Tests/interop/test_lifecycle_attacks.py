@@ -3,6 +3,7 @@ approval service's capacity, the admin API. Each test names what an attacker tri
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
@@ -13,7 +14,7 @@ import urllib.request
 import pytest
 
 from conftest import OFFLINE
-from mandate_creds import chain
+from mandate_creds import Key, Party, chain, delegation
 from test_approvals import Approving, mandate, pending_id
 
 pytestmark = pytest.mark.skipif(OFFLINE, reason="MANDATE_INTEROP_OFFLINE=1")
@@ -225,3 +226,91 @@ def json_get(url: str):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def admin_raw(a, data: bytes) -> bytes:
+    s = socket.create_connection(("127.0.0.1", a.admin_port))
+    s.sendall(data)
+    s.settimeout(20)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    return out
+
+
+def test_the_admin_api_under_attack(held, ids):
+    # The token: a prefix, an extension, another case, empty, two fields.
+    for token in [ADMIN[:-1], ADMIN + "t", ADMIN.upper(), "", " " + ADMIN]:
+        status, r = held.api("GET", "/v1/agents", token=token)
+        assert status == 401 and r["error"] == "invalid_token", (token, r)
+    r = admin_raw(held, f"GET /v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+                        f"Authorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n".encode())
+    assert r.startswith(b"HTTP/1.1 401 ") or r.startswith(b"HTTP/1.1 400 "), r[:200]
+    assert held.api("GET", "/v1/agents", token="bearer")[0] == 401
+    # Strict JSON: duplicate members, not an object, a huge body.
+    agent = ids.agent()
+    dup = b'{"type": "principal", "type": "agent", "id": "' + agent.did.encode() + b'"}'
+    status, r = held.api("POST", "/v1/revocations", raw=dup)
+    assert status == 400 and r["error"] == "invalid_request", r
+    assert held.api("POST", "/v1/revocations", raw=b'["agent"]')[0] == 400
+    r = admin_raw(held, b"POST /v1/revocations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ADMIN.encode()
+                  + b"\r\nContent-Length: 70000\r\n\r\n")  # refused from its head
+    assert r.startswith(b"HTTP/1.1 413 "), r[:200]
+    # SQL through names and ids: bound values, refused or stored as text.
+    status, r = held.api("POST", "/v1/principals", {"did": held.alice.did, "name": "x' OR '1'='1"})
+    assert status == 400, r
+    evil = "did:key:z6Mk'); DROP TABLE agents; --"
+    status, r = held.api("POST", "/v1/revocations", {"type": "agent", "id": evil})
+    assert status in (200, 404), r
+    status, r = held.api("GET", "/v1/agents")
+    assert status == 200 and "agents" in r
+    # Path traversal in /v1/agents/{did}.
+    for path in ["/v1/agents/..%2Fprincipals", "/v1/agents/%2e%2e/principals", "/v1/agents/../principals"]:
+        status, r = held.api("GET", path)
+        assert status in (400, 404), (path, status, r)
+        assert "principals" not in r or r.get("error"), r
+    # A root delegation signed by someone other than the owner it names.
+    status, r = held.api("POST", "/v1/principals", {"did": held.alice.did, "name": "alice"})
+    assert status == 201, r
+    mallory = Party.of(Key.ed25519())
+    forged = delegation(held.alice, agent.did, agent.key.thumbprint(), "payments:write", signer=mallory.key)
+    status, r = held.api("POST", "/v1/agents", {"owner": "alice", "name": "forged", "delegation": forged})
+    assert status == 400 and r["error"] == "invalid_request", r
+    # Mallory's own root names Mallory, not the owner.
+    own = delegation(mallory, agent.did, agent.key.thumbprint(), "payments:write")
+    status, r = held.api("POST", "/v1/agents", {"owner": "alice", "name": "forged", "delegation": own})
+    assert status == 400 and "not the owner" in r["error_description"], r
+    assert held.api("GET", "/v1/agents")[1]["agents"] == []
+    # Valid traffic flowed throughout.
+    ok = held.proxy.send("GET", "/echo/x", chain(held.alice, [ids.agent()], ["echo"]).headers("GET", held.origin + "/echo/x"))
+    assert ok.status == 200, str(ok)
+
+
+def test_slow_admin_clients_cannot_hold_every_place(held, ids):
+    # 32 connections (all the admin listener takes) each trickle a byte every 2 s, never
+    # finishing a request; once their time is up, the admin API answers again.
+    slow = []
+    for _ in range(32):
+        s = socket.create_connection(("127.0.0.1", held.admin_port))
+        s.sendall(b"G")
+        slow.append(s)
+    served = None
+    for _ in range(12):  # at most ~24 s of trickling
+        time.sleep(2)
+        for s in slow:
+            try:
+                s.sendall(b"E")
+            except OSError:
+                pass
+        try:
+            served = held.api("GET", "/v1/agents")
+            break
+        except (OSError, urllib.error.URLError, http.client.HTTPException):
+            continue
+    for s in slow:
+        s.close()
+    assert served is not None and served[0] == 200, "slow clients kept the admin API's places"
