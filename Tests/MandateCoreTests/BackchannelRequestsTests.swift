@@ -26,6 +26,11 @@ struct BackchannelRequestsTests {
         #expect(ids.allSatisfy { Base64URL.decode($0.utf8)?.count == 32 })
     }
 
+    @Test func authReqIDsNeverBeginWithADashTheCLIWouldTakeForAnOption() {
+        // Without the rule, 1 in 64 would: (63/64)^5000 ≈ 1e-34 that none of these does.
+        #expect((0..<5000).allSatisfy { _ in !BackchannelRequests.newID().hasPrefix("-") })
+    }
+
     @Test func pendingAnswersAuthorizationPending() {
         var r = requests()
         let e = opened(&r)

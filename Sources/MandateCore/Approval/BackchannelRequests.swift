@@ -119,8 +119,14 @@ public struct BackchannelRequests: Sendable {
 
     public init(settings: Settings) { self.settings = settings }
 
-    /// 32 random bytes, base64url: 256 bits (§7.3 asks for at least 128).
-    public static func newID() -> String { Base64URL.encode(Random.bytes(32)) }
+    /// 32 random bytes, base64url: 256 bits (§7.3 asks for at least 128). Never beginning with
+    /// `-`, which `mandate approve ID` would take for an option (1 id in 64 could not be decided).
+    public static func newID() -> String {
+        while true {
+            let id = Base64URL.encode(Random.bytes(32))
+            if id.utf8.first != UInt8(ascii: "-") { return id }
+        }
+    }
 
     /// §7: a new request for `principal`. `requestedExpiry` (§7.1) is honoured up to
     /// `settings.expiresIn`.
