@@ -324,7 +324,9 @@ public final class RegistryStore: @unchecked Sendable {  // `db` is used only un
         guard let a = try agent(id) else { throw RegistryRefusal(.notFound, "no agent \(id) in the registry") }
         if a.status == .revoked { throw RegistryRefusal(.conflict, "agent \(a.name) (\(a.did)) has been revoked; revocation is final") }
         try locked { db in
-            try db.run("UPDATE agents SET status = ? WHERE did = ?", [.text(suspended ? "suspended" : "active"), .text(a.did)])
+            // Never over a revocation another process committed since the read above.
+            try db.run("UPDATE agents SET status = ? WHERE did = ? AND status != 'revoked'",
+                       [.text(suspended ? "suspended" : "active"), .text(a.did)])
         }
         return try agent(a.did)!
     }

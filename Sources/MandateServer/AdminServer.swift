@@ -9,7 +9,7 @@ import Synchronization
 /// Txn-Token keys), `/healthz` and `/readyz` for anyone who can reach it; `/metrics` only with
 /// `Authorization: Bearer <admin token>`, and so does the JSON API under `/v1/` (the agent
 /// registry, docs/registry.md). Low traffic: blocking sockets, a thread per
-/// connection, at most 32 at once, each bounded by a 10 s receive timeout.
+/// connection, at most 32 at once, each request complete within 10 s of its first byte.
 public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed after init
     public let port: Int
     private let fd: Int32
@@ -22,6 +22,8 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
         -> (status: Int, body: [UInt8], allow: String?)
     private let api: API?
     private let requests = Atomic<Int>(0)
+    /// Seconds from a request's first byte to its end.
+    static let requestTimeout = 10.0
 
     /// `jwks`: the current key set (read per request, so a reload rotates it), nil when there is
     /// none. `token`: what `/metrics` needs (nil: it is not served).
@@ -75,9 +77,18 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
         var buffer = [UInt8](repeating: 0, count: 16 << 10)
         var head: HTTPRequestHead?
         var body: [UInt8] = []
+        // A request must be complete within 10 s of its first byte: the receive timeout alone
+        // lets a byte every 9 s hold one of the 32 places for ever (slowloris).
+        var deadline: Double?
         while true {
+            let left = deadline.map { $0 - monotonicNow() } ?? Self.requestTimeout
+            if left <= 0 { return }
+            let us = max(1000, Int(left * 1e6))  // 0 would mean no timeout
+            var tv = timeval(tv_sec: us / 1_000_000, tv_usec: us % 1_000_000)
+            _ = setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             let n = buffer.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
             if n <= 0 { return }
+            if deadline == nil { deadline = monotonicNow() + Self.requestTimeout }
             var keep = true
             buffer.withUnsafeBytes { raw in
                 var offset = 0
@@ -90,7 +101,7 @@ public final class AdminServer: @unchecked Sendable {  // the listen fd is fixed
                     case .body(let o, let count)?: body += raw[(offset + o) ..< (offset + o + count)]
                     case .end?:
                         if let h = head { keep = answer(c, h, body) && h.keepAlive }
-                        head = nil; body = []
+                        head = nil; body = []; deadline = nil
                     case .error(let e)?:
                         write(c, e.status, ["Connection": "close"], Denial(.invalidRequest, e.reason).jsonBody(requestID: "admin"))
                         keep = false

@@ -302,7 +302,15 @@ final class ClientConnection {
             h.hold.request.bodySummary = Self.summary(h.body)
         }
         var facts = h.hold.plan.facts
-        let state = h.hold.gate.submit(h.hold.request, id: h.hold.id, now: unixMillisNow() / 1000)
+        let unixNow = unixMillisNow() / 1000
+        let state = h.hold.gate.submit(h.hold.request, id: h.hold.id, now: unixNow)
+        // Judged again on waking: revoked or suspended meanwhile, it is refused, approved or not
+        // (an approval this answer spent stays spent).
+        if let d = h.hold.recheck(unixNow) {
+            facts.approval = state.approvalID ?? h.hold.id
+            refuseHeld(d, facts, now: now)
+            return
+        }
         switch state {
         case .pending(let id, let ready):
             h.hold.id = id

@@ -26,6 +26,11 @@ struct BackchannelRequestsTests {
         #expect(ids.allSatisfy { Base64URL.decode($0.utf8)?.count == 32 })
     }
 
+    @Test func authReqIDsNeverBeginWithADashTheCLIWouldTakeForAnOption() {
+        // Without the rule, 1 in 64 would: (63/64)^5000 ≈ 1e-34 that none of these does.
+        #expect((0..<5000).allSatisfy { _ in !BackchannelRequests.newID().hasPrefix("-") })
+    }
+
     @Test func pendingAnswersAuthorizationPending() {
         var r = requests()
         let e = opened(&r)
@@ -114,6 +119,27 @@ struct BackchannelRequestsTests {
         // Past expiry + retention, every request is dropped.
         r.sweep(now: 1011 + 300 + 600)
         #expect(r.entries.isEmpty)
+    }
+
+    @Test func onePrincipalsPendingRequestsAreBoundedAndOthersStillOpen() {
+        var r = BackchannelRequests(settings: .init(expiresIn: 300, interval: 5, capacity: 1000, retention: 600, perPrincipal: 3))
+        let agent = BackchannelClient.proxy
+        var first: BackchannelRequests.Entry?
+        for _ in 0..<3 {
+            let e = try! r.open(client: agent, principal: "did:key:zAlice", bindingMessage: "pay", now: 1000).get()
+            first = first ?? e
+        }
+        // A fourth for the same person is refused: the flood stays within their share.
+        guard case .failure(let e) = r.open(client: shop, principal: "did:key:zAlice", bindingMessage: "pay", now: 1000) else {
+            Issue.record("a fourth pending request was opened"); return
+        }
+        #expect(e.code == .temporarilyUnavailable && e.status == 503)
+        // Another principal is still asked.
+        #expect((try? r.open(client: agent, principal: "did:key:zBob", bindingMessage: "pay", now: 1000).get()) != nil)
+        // A decided or expired request frees its place.
+        _ = r.decide(first!.id, approve: false, receipt: receipt, now: 1001)
+        #expect((try? r.open(client: agent, principal: "did:key:zAlice", bindingMessage: "pay", now: 1001).get()) != nil)
+        #expect((try? r.open(client: agent, principal: "did:key:zAlice", bindingMessage: "pay", now: 1400).get()) != nil)
     }
 
     @Test func expiredListsOnlyPendingRequestsPastTheirExpiry() {

@@ -49,10 +49,14 @@ final class DecidingApprovals: ApprovalGate {
     }
 }
 
+final class Verdict: Sendable { let denial = Mutex<Denial?>(nil) }
+
 /// `/pay…` needs approval; everything else is forwarded.
 struct ApprovingGate: RequestGate {
     let approvals: DecidingApprovals
     let wait: Double
+    /// The registry's verdict when a held request wakes (nil: still honoured).
+    var revoked: Verdict? = nil
 
     func admit(_ head: HTTPRequestHead, peer: Peer, requestID: String, now: Int64) -> Admission {
         let facts = AuditFacts(principal: "did:key:alice", agent: "did:key:agent", chain: ["did:key:alice", "did:key:agent"], route: "/pay")
@@ -60,8 +64,9 @@ struct ApprovingGate: RequestGate {
         guard head.path.hasPrefix("/pay") else { return .forward(plan) }
         let request = ApprovalRequest(principal: "did:key:alice", agent: "did:key:agent", chain: facts.chain, jtis: ["j1"],
                                       method: head.method, url: "http://proxy" + head.target, route: "/pay")
+        let revoked = self.revoked
         return .hold(ApprovalHold(plan: plan, request: request, id: head.value("Approval-Id").map { String($0) }, wait: wait,
-                                  maxBody: 1 << 20, gate: approvals))
+                                  maxBody: 1 << 20, gate: approvals, recheck: { _ in revoked?.denial.withLock { $0 } }))
     }
 }
 
@@ -120,6 +125,26 @@ struct ApprovingGate: RequestGate {
         #expect(response.contains("\"error\":\"approval_denied\""))
         #expect(response.contains("Approval-Id: approval-0-"))
         #expect(log.contains("\"reason\":\"approval_denied\""))
+    }
+
+    @Test func refusesAHeldRequestWhoseAgentWasRevokedBeforeItWasApproved() throws {
+        let approvals = DecidingApprovals()
+        let revoked = Verdict()
+        var gate = ApprovingGate(approvals: approvals, wait: 10)
+        gate.revoked = revoked
+        let f = try Fixture(gate: gate)
+        let c = Client(port: f.port)
+        c.send("POST /pay HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        approvals.waitForOpen()
+        revoked.denial.withLock { $0 = Denial(.invalidToken, "agent did:key:agent has been revoked") }
+        approvals.decide(.approve)
+        let response = c.readToEnd()
+        let log = f.shutdown()
+        #expect(response.hasPrefix("HTTP/1.1 401 "))
+        #expect(response.contains("\"error\":\"invalid_token\""))
+        #expect(!response.contains("mandate-approval"))
+        #expect(log.contains("\"reason\":\"invalid_token\""))
+        #expect(log.contains("\"approval\":\"approval-0-"))
     }
 
     @Test func keepsServingOtherRequestsWhileOneIsHeld() throws {

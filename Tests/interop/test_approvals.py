@@ -28,7 +28,7 @@ def mandate(*args):
 
 
 class Approving:
-    def __init__(self, d: Path, upstream_port: int, wait: str, expires: str = "60s"):
+    def __init__(self, d: Path, upstream_port: int, wait: str, expires: str = "60s", more: str = ""):
         for name in ("alice", "approval", "audit"):
             assert mandate("keygen", "--alg", "EdDSA", "--out", str(d / f"{name}.jwk")).returncode == 0
         self.alice_jwk = json.loads((d / "alice.jwk").read_text())
@@ -40,7 +40,7 @@ class Approving:
         (d / "admin.token").write_text("t" * 40 + "\n")
         extra = (f"approval_wait {wait};\nadmin_listen 127.0.0.1:{self.admin_port};\nadmin_token_file admin.token;\n"
                  f"approval {{ listen 127.0.0.1:{self.approval_port}; key approval.jwk; expires_in {expires}; interval 1s; }}\n"
-                 "audit { file audit.jsonl; key audit.jwk; }\n")
+                 "audit { file audit.jsonl; key audit.jwk; }\n" + more)
         (d / "proxy.conf").write_text(config_text(self.port, upstream_port, {"Alice": self.alice.did}, "off", extra))
         self.dir = d
         self.proxy = Proxy(str(d / "proxy.conf"), self.port, d / "proxy.log")

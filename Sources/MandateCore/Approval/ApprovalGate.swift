@@ -58,6 +58,15 @@ public enum ApprovalState: Sendable {
     case expired(id: String)
     /// An unknown id, one issued for another request, or one already used.
     case refused(Denial)
+
+    /// The approval this state is about (none for a refusal).
+    public var approvalID: String? {
+        switch self {
+        case .pending(let id, _), .denied(let id, _), .expired(let id): return id
+        case .approved(let r): return r.id
+        case .refused: return nil
+        }
+    }
 }
 
 /// Pending approvals, behind a small interface: a later issue keeps them in Redis so that

@@ -68,8 +68,13 @@ public struct BackchannelRequests: Sendable {
         /// An expired or decided request is remembered this long past its expiry, so a late poll
         /// gets expired_token rather than invalid_grant.
         public var retention: Int64
-        public init(expiresIn: Int64 = 300, interval: Int64 = 5, capacity: Int = 10_000, retention: Int64 = 600) {
+        /// At most this many requests wait for one principal's answer at once: one agent (or
+        /// client) asking without end fills that person's share, never everyone's capacity.
+        public var perPrincipal: Int
+        public init(expiresIn: Int64 = 300, interval: Int64 = 5, capacity: Int = 10_000, retention: Int64 = 600,
+                    perPrincipal: Int = 100) {
             self.expiresIn = expiresIn; self.interval = interval; self.capacity = capacity; self.retention = retention
+            self.perPrincipal = perPrincipal
         }
     }
 
@@ -114,8 +119,14 @@ public struct BackchannelRequests: Sendable {
 
     public init(settings: Settings) { self.settings = settings }
 
-    /// 32 random bytes, base64url: 256 bits (§7.3 asks for at least 128).
-    public static func newID() -> String { Base64URL.encode(Random.bytes(32)) }
+    /// 32 random bytes, base64url: 256 bits (§7.3 asks for at least 128). Never beginning with
+    /// `-`, which `mandate approve ID` would take for an option (1 id in 64 could not be decided).
+    public static func newID() -> String {
+        while true {
+            let id = Base64URL.encode(Random.bytes(32))
+            if id.utf8.first != UInt8(ascii: "-") { return id }
+        }
+    }
 
     /// §7: a new request for `principal`. `requestedExpiry` (§7.1) is honoured up to
     /// `settings.expiresIn`.
@@ -126,6 +137,12 @@ public struct BackchannelRequests: Sendable {
         if entries.count >= settings.capacity { entries = entries.filter { !$0.value.isExpired(at: now) } }
         guard entries.count < settings.capacity else {
             return .failure(CIBAError(.temporarilyUnavailable, "too many approvals are waiting; try again later"))
+        }
+        let waiting = entries.values.reduce(0) { n, e in
+            n + (e.decision == .pending && !e.isExpired(at: now) && e.principal == principal ? 1 : 0)
+        }
+        guard waiting < settings.perPrincipal else {
+            return .failure(CIBAError(.temporarilyUnavailable, "too many approvals are waiting for this principal; try again later"))
         }
         guard entries[id] == nil else { return .failure(CIBAError(.temporarilyUnavailable, "auth_req_id collision")) }
         let lifetime = min(max(1, requestedExpiry ?? settings.expiresIn), settings.expiresIn)

@@ -57,8 +57,14 @@ public struct ApprovalHold: Sendable {
     /// A body larger than this is refused (413): it must be hashed before anyone is asked.
     public var maxBody: Int
     public let gate: any ApprovalGate
-    public init(plan: ForwardPlan, request: ApprovalRequest, id: String?, wait: Double, maxBody: Int, gate: any ApprovalGate) {
+    /// Asked each time the held request wakes (`now`: Unix seconds), before it is released:
+    /// why its chain is no longer honoured (the agent revoked or suspended meanwhile, the chain
+    /// expired), or nil. A held request is judged again, not released on an old verdict.
+    public let recheck: @Sendable (Int64) -> Denial?
+    public init(plan: ForwardPlan, request: ApprovalRequest, id: String?, wait: Double, maxBody: Int, gate: any ApprovalGate,
+                recheck: @escaping @Sendable (Int64) -> Denial? = { _ in nil }) {
         self.plan = plan; self.request = request; self.id = id; self.wait = wait; self.maxBody = maxBody; self.gate = gate
+        self.recheck = recheck
     }
 
     /// An approval id as the proxy issues them: base64url, 22 to 128 characters.

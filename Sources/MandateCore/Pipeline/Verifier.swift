@@ -116,7 +116,21 @@ public final class Verifier: RequestGate {
                                           url: publicOrigin + target, route: route.prefix)
             request.agentName = resolvers.registry?.current().agentNames[v.chain.agent]
             return .hold(ApprovalHold(plan: plan, request: request, id: ids.first.map { String($0) },
-                                      wait: route.approvalWait ?? config.approvalWait, maxBody: config.clientMaxBodySize, gate: gate))
+                                      wait: route.approvalWait ?? config.approvalWait, maxBody: config.clientMaxBodySize, gate: gate,
+                                      recheck: stillHonoured(v.chain)))
+        }
+    }
+
+    /// What a held request is judged by again when it wakes: the registry as it is then (a
+    /// revocation or suspension since it was admitted), and the chain's expiry.
+    func stillHonoured(_ chain: VerifiedChain) -> @Sendable (Int64) -> Denial? {
+        let registry = resolvers.registry, skew = config.clockSkew, metadata = metadata.url
+        return { now in
+            var d: Denial?
+            if now >= chain.expiresAt + skew { d = Denial(.invalidToken, "delegation expired while the request was held for approval") }
+            d = d ?? registry?.current().refusal(for: chain)
+            d?.resourceMetadata = metadata
+            return d
         }
     }
 
