@@ -314,3 +314,31 @@ def test_slow_admin_clients_cannot_hold_every_place(held, ids):
     for s in slow:
         s.close()
     assert served is not None and served[0] == 200, "slow clients kept the admin API's places"
+
+
+def test_slow_clients_cannot_hold_every_place_of_the_approval_listener(held):
+    # 64 connections (all the approval listener takes) trickle a byte every 2 s; once their
+    # time is up, the discovery document is served again.
+    slow = []
+    for _ in range(64):
+        s = socket.create_connection(("127.0.0.1", held.approval_port))
+        s.sendall(b"G")
+        slow.append(s)
+    served = None
+    for _ in range(12):
+        time.sleep(2)
+        for s in slow:
+            try:
+                s.sendall(b"E")
+            except OSError:
+                pass
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", held.approval_port, timeout=3)
+            c.request("GET", "/.well-known/openid-configuration")
+            served = c.getresponse().status
+            break
+        except (OSError, http.client.HTTPException):
+            continue
+    for s in slow:
+        s.close()
+    assert served == 200, "slow clients kept the approval listener's places"
