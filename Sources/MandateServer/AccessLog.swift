@@ -62,7 +62,7 @@ public struct AccessRecord: Sendable, Equatable {
         Self.appendOptional(facts.route, to: &s)
         s += ",\"latency_ms\":"
         let micros = Int((latencyMillis * 1000).rounded())
-        s += String(micros / 1000) + "." + pad(micros % 1000, 3)
+        s += String(micros / 1000) + "." + CivilTime.pad(Int64(micros % 1000), 3)
         s += ",\"peer\":"
         JSONText.appendString(peer, to: &s)
         s += "}\n"
@@ -73,29 +73,6 @@ public struct AccessRecord: Sendable, Equatable {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z.
-public func appendTimestamp(_ unixMillis: Int64, to s: inout String) {
-    let secs = unixMillis / 1000
-    let days = Int(secs / 86400)
-    let rem = Int(secs % 86400)
-    // Civil date from day count (H. Hinnant's algorithm).
-    let z = days + 719_468
-    let era = (z >= 0 ? z : z - 146_096) / 146_097
-    let doe = z - era * 146_097
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-    let mp = (5 * doy + 2) / 153
-    let d = doy - (153 * mp + 2) / 5 + 1
-    let m = mp < 10 ? mp + 3 : mp - 9
-    let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-    s += pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T" + pad(rem / 3600, 2) + ":" + pad(rem / 60 % 60, 2) + ":"
-        + pad(rem % 60, 2) + "." + pad(Int(unixMillis % 1000), 3) + "Z"
-}
-
-private func pad(_ v: Int, _ width: Int) -> String {
-    let s = String(v)
-    return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-}
 
 /// Where access-log lines go. Each loop batches its lines and writes them once per loop turn.
 final class AccessLogSink: @unchecked Sendable {  // shared fd; writes are single write(2) calls
