@@ -282,6 +282,13 @@ final class ClientConnection {
         case .hold(let hold):
             record = Record(requestID: id, method: head.method, path: String(head.path), start: start, forwarded: false,
                             reason: nil, facts: hold.plan.facts)
+            if case .length(let n) = head.framing, n > hold.maxBody {
+                record?.reason = Denial.Code.payloadTooLarge.rawValue
+                keepOrDiscardBody(head)
+                respond(Denial(.payloadTooLarge, "a request that needs approval may carry at most \(ApprovalHold.maxHeldBody >> 10) KB"),
+                        requestID: id, isHEAD: head.method == "HEAD", now: now)
+                return
+            }
             held = Held(hold: hold, head: head, requestID: id)
             if hasBody && expectsContinue(head) {
                 outbox.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
@@ -397,7 +404,19 @@ final class ClientConnection {
     }
 
     private func onBody(_ bytes: UnsafeRawBufferPointer) {
-        if held != nil { held!.body.append(contentsOf: bytes); return }
+        if held != nil {
+            guard held!.body.count + bytes.count <= held!.hold.maxBody else {
+                let id = held!.requestID, isHEAD = held!.head.method == "HEAD"
+                held = nil
+                record?.reason = Denial.Code.payloadTooLarge.rawValue
+                lifecycle.mustClose()
+                respond(Denial(.payloadTooLarge, "a request that needs approval may carry at most \(ApprovalHold.maxHeldBody >> 10) KB"),
+                        requestID: id, isHEAD: isHEAD, now: monotonicNow())
+                return
+            }
+            held!.body.append(contentsOf: bytes)
+            return
+        }
         // Refused, or a HEAD (curl never sends its body): read and dropped. Or upstream already done.
         guard let ex = exchange, !lifecycle.discarding else { return }
         ex.appendBody(bytes)

@@ -55,6 +55,7 @@ final class Verdict: Sendable { let denial = Mutex<Denial?>(nil) }
 struct ApprovingGate: RequestGate {
     let approvals: DecidingApprovals
     let wait: Double
+    var maxBody = 1 << 20
     /// The registry's verdict when a held request wakes (nil: still honoured).
     var revoked: Verdict? = nil
 
@@ -66,7 +67,7 @@ struct ApprovingGate: RequestGate {
                                       method: head.method, url: "http://proxy" + head.target, route: "/pay")
         let revoked = self.revoked
         return .hold(ApprovalHold(plan: plan, request: request, id: head.value("Approval-Id").map { String($0) }, wait: wait,
-                                  maxBody: 1 << 20, gate: approvals, recheck: { _ in revoked?.denial.withLock { $0 } }))
+                                  maxBody: maxBody, gate: approvals, recheck: { _ in revoked?.denial.withLock { $0 } }))
     }
 }
 
@@ -161,5 +162,24 @@ struct ApprovingGate: RequestGate {
         _ = f.shutdown()
         #expect(free.hasPrefix("HTTP/1.1 200 OK"))
         #expect(paid.hasPrefix("HTTP/1.1 200 OK"))
+    }
+}
+
+@Suite(.serialized) struct ApprovalHoldLimitTests {
+    /// Held bodies wait in memory for a person: a body beyond the hold's limit is refused, and
+    /// nobody is asked.
+    @Test func refusesABodyTooLargeToHoldWithoutAskingAnyone() throws {
+        let approvals = DecidingApprovals()
+        let f = try Fixture(gate: ApprovingGate(approvals: approvals, wait: 10, maxBody: 100))
+        let big = Client(port: f.port)
+        big.send("POST /pay HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\nConnection: close\r\n\r\n")
+        let declared = big.readToEnd()
+        let chunked = Client(port: f.port)
+        chunked.send("POST /pay HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + String(repeating: "a", count: 101) + "\r\n0\r\n\r\n")
+        let streamed = chunked.readToEnd()
+        _ = f.shutdown()
+        #expect(declared.hasPrefix("HTTP/1.1 413 "))
+        #expect(streamed.hasPrefix("HTTP/1.1 413 "))
+        #expect(approvals.seen.withLock { $0.isEmpty })
     }
 }

@@ -56,6 +56,9 @@ public struct ApprovalHold: Sendable {
     public var wait: Double
     /// A body larger than this is refused (413): it must be hashed before anyone is asked.
     public var maxBody: Int
+    /// Held bodies stay in memory until the person answers: at most this much each (and at most
+    /// 100 approvals wait for one principal).
+    public static let maxHeldBody = 1 << 20
     public let gate: any ApprovalGate
     /// Asked each time the held request wakes (`now`: Unix seconds), before it is released:
     /// why its chain is no longer honoured (the agent revoked or suspended meanwhile, the chain

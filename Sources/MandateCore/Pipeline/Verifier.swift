@@ -116,7 +116,7 @@ public final class Verifier: RequestGate {
                                           url: publicOrigin + target, route: route.prefix)
             request.agentName = resolvers.registry?.current().agentNames[v.chain.agent]
             return .hold(ApprovalHold(plan: plan, request: request, id: ids.first.map { String($0) },
-                                      wait: route.approvalWait ?? config.approvalWait, maxBody: config.clientMaxBodySize, gate: gate,
+                                      wait: route.approvalWait ?? config.approvalWait, maxBody: min(config.clientMaxBodySize, ApprovalHold.maxHeldBody), gate: gate,
                                       recheck: stillHonoured(v.chain)))
         }
     }
