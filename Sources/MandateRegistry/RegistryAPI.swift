@@ -58,7 +58,12 @@ public struct RegistryAPI: Sendable {
     }
 
     let sync: RegistrySync
-    public init(sync: RegistrySync) { self.sync = sync }
+    /// The running configuration's `principal` entries, so that a revocation may name one by its name.
+    let configuredPrincipals: @Sendable () -> [ProxyConfig.Principal]
+    public init(sync: RegistrySync, configuredPrincipals: @escaping @Sendable () -> [ProxyConfig.Principal] = { [] }) {
+        self.sync = sync
+        self.configuredPrincipals = configuredPrincipals
+    }
 
     public func answer(method: String, path: String, body: [UInt8], requestID: String) -> Answer {
         let now = Int64(time(nil))
@@ -129,7 +134,7 @@ public struct RegistryAPI: Sendable {
                 switch type {
                 case "agent": target = try sync.store.revokeAgent(id, now: now)
                 case "delegation": try sync.store.revokeDelegation(id, now: now); target = id
-                case "principal": target = try sync.store.revokePrincipal(id, now: now)
+                case "principal": target = try sync.store.revokePrincipal(id, configured: configuredPrincipals(), now: now)
                 default: throw RegistryRefusal(.invalid, "type is agent, delegation or principal")
                 }
                 let version = try sync.refresh()

@@ -371,8 +371,21 @@ public final class RegistryStore: @unchecked Sendable {  // `db` is used only un
     /// A registered principal by name or DID, a configured principal's DID, or an
     /// organisation's person (alice@partner.example): every chain rooted at it is refused.
     @discardableResult
-    public func revokePrincipal(_ id: String, now: Int64) throws(RegistryRefusal) -> String {
-        let target = try principal(id)?.did ?? id
+    /// `id` is a registry principal's name or DID, else a configured principal's name (one of
+    /// `configured`: the proxy's `principal DID { name …; }` entries), else a DID or a partner's
+    /// person id, taken as given. A configured principal's name stands for its DID: taken as a
+    /// person id it would revoke nobody while the command said it had.
+    public func revokePrincipal(_ id: String, configured: [ProxyConfig.Principal] = [], now: Int64) throws(RegistryRefusal) -> String {
+        var target = id
+        if let p = try principal(id) {
+            target = p.did
+        } else if !id.hasPrefix("did:") {
+            let named = configured.filter { $0.name == id }
+            guard named.count <= 1 else {
+                throw RegistryRefusal(.conflict, "\(named.count) configured principals are named \(id); give the DID")
+            }
+            if let p = named.first { target = p.did }
+        }
         guard DID.isWellFormed(target) || PrincipalClaim.isIdentifier(target) else {
             throw RegistryRefusal(.notFound, "no principal \(id) in the registry (and it is not a DID or a principal id)")
         }

@@ -98,10 +98,14 @@ enum PrincipalCommand {
             let registered: [PrincipalRecord]
             do { registered = try place.store.principals() } catch { throw error.cli }
             let configured = place.config.principals.filter { p in !registered.contains { $0.did == p.did } }
+            // A configured principal is revoked in the registry's revocations, not in its own row.
+            let revoked: Set<String>
+            do { revoked = try place.store.view(now: unixNow()).revokedPrincipals } catch { throw error.cli }
+            func status(_ p: ProxyConfig.Principal) -> String { revoked.contains(p.did) ? "revoked" : "active" }
             if o.flags.contains("--json") {
                 var items = registered.map(\.json)
                 items += configured.map { p in
-                    .object(JSONObject(members: [("did", .string(p.did)), ("name", .string(p.name)), ("status", .string("active")),
+                    .object(JSONObject(members: [("did", .string(p.did)), ("name", .string(p.name)), ("status", .string(status(p))),
                                                  ("source", .string("config"))]))
                 }
                 print(String(decoding: JSONObject(members: [("principals", .array(items))]).serialized(), as: UTF8.self))
@@ -109,7 +113,7 @@ enum PrincipalCommand {
             }
             var rows = [["NAME", "STATUS", "SOURCE", "DID"]]
             rows += registered.map { [$0.name, $0.revoked ? "revoked" : "active", "registry", $0.did] }
-            rows += configured.map { [$0.name, "active", "config", $0.did] }
+            rows += configured.map { [$0.name, status($0), "config", $0.did] }
             printTable(rows)
         default:
             throw CLIError(message: "unknown principal command '\(sub)'\n" + (commandUsage("principal") ?? ""), status: 2)
@@ -236,7 +240,7 @@ enum RevokeCommand {
                 let n = try place.store.revokeDelegation(id, now: now)
                 print("revoked delegation \(id)" + (n > 1 ? " and \(n - 1) recorded below it" : ""))
             default:
-                let did = try place.store.revokePrincipal(id, now: now)
+                let did = try place.store.revokePrincipal(id, configured: place.config.principals, now: now)
                 print("revoked principal \(did)")
             }
         } catch {

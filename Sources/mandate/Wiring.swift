@@ -78,7 +78,7 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?, registry: R
             }
             var handler: AdminServer.API?
             if let registry {
-                let api = RegistryAPI(sync: registry)
+                let api = RegistryAPI(sync: registry, configuredPrincipals: { reloadable.verifier.config.principals })
                 handler = { m, p, b, id in
                     let a = api.answer(method: m, path: p, body: b, requestID: id)
                     return (a.status, a.body, a.allow)

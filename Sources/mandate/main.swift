@@ -9,8 +9,9 @@ let usage = """
 usage: mandate <command> [options]       (mandate --version)
 
   serve    --config FILE [--check]          run the proxy (or only validate FILE)
-  demo     [--dir DIR] [--port P] [--upstream-port U]
-                                            demo upstream + proxy with demo identities
+  demo     [--dir DIR] [--port P] [--upstream-port U] [--approval-port A]
+                                            demo upstream + proxy + approval service with demo identities
+                                            (ports default to 8080, 9000 and 8082)
   upstream [--listen HOST:PORT]             run the demo upstream alone
   keygen   --alg EdDSA|ES256 --out FILE [--force]
                                             new key (mode 0600); prints its DID and thumbprint

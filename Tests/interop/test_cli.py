@@ -171,3 +171,10 @@ def test_command_help_names_that_commands_options(command):
     r = mandate(command, "--help")
     assert r.stdout.startswith(f"usage: mandate {command} ")
     assert "usage: mandate <command>" not in r.stdout
+
+
+def test_demo_help_names_every_port_option():
+    # A port that is taken is refused with "try --approval-port": the help must name it too.
+    r = mandate("demo", "--help")
+    for option in ["--dir", "--port", "--upstream-port", "--approval-port"]:
+        assert option in r.stdout, r.stdout

@@ -184,6 +184,34 @@ def test_a_config_principal_works_beside_the_registry_and_can_be_revoked_there(r
     assert_forwarded(rp.send(c))
 
 
+def test_a_config_principal_revoked_by_its_name_is_revoked(rp, ids):
+    # `principal list` shows a configured principal by its name; `revoke principal NAME` must
+    # revoke that principal, not record the name as a partner's person id and revoke nobody.
+    configured = chain(ids.alice, [ids.agent()], ["echo"])
+    assert_forwarded(rp.send(configured))
+    r = rp.cli("revoke", "principal", "Alice")
+    assert_applied(r)
+    assert ids.alice.did in r.stdout, r.stdout
+    assert_refused(rp.send(configured), 401, "invalid_token", f"principal {ids.alice.did} has been revoked")
+    listed = {p["name"]: p for p in json.loads(rp.ok("principal", "list", "--json").stdout)["principals"]}
+    assert listed["Alice"]["status"] == "revoked" and listed["alice"]["status"] == "active", listed
+    table = rp.ok("principal", "list").stdout
+    assert any(l.split()[:3] == ["Alice", "revoked", "config"] for l in table.splitlines()), table
+
+
+def test_the_admin_api_revokes_a_config_principal_by_its_name(tmp_path, upstream, ids):
+    p = RegistryProxy(tmp_path, upstream.port, {"Alice": ids.alice.did, "Carol": ids.carol.did})
+    try:
+        configured = chain(ids.carol, [ids.agent()], ["echo"])
+        assert_forwarded(p.send(configured))
+        status, body, _ = p.api("POST", "/v1/revocations", {"type": "principal", "id": "Carol"})
+        assert status == 200 and body["id"] == ids.carol.did, body
+        assert_refused(p.send(configured), 401, "invalid_token", "has been revoked")
+        assert_forwarded(p.send(chain(ids.alice, [ids.agent()], ["echo"])))
+    finally:
+        p.stop()
+
+
 def test_the_admin_api(rp, ids):
     status, body, _ = rp.api("GET", "/v1/principals")
     assert status == 200 and [p["name"] for p in body["principals"]] == ["alice"]
