@@ -92,9 +92,12 @@ enum Delegate {
         if o.one("--principal") != nil && parent != nil {
             throw CLIError(message: "--principal is for an organization's root delegation, not below a parent", status: 2)
         }
+        let jti = Mint.newID()
         let token = Mint.delegation(key: key, to: to, jkt: jkt, certificate: bound, scope: scope, issuedAt: unixNow(), ttl: ttl, parent: parent,
-                                    audience: o.one("--aud"), maxDepth: depth, jti: Mint.newID(), issuer: issuer,
+                                    audience: o.one("--aud"), maxDepth: depth, jti: jti, issuer: issuer,
                                     kid: o.one("--kid"), principal: o.one("--principal"))
+        // The jti is what `mandate revoke delegation` takes.
+        print("mandate: jti \(jti)", to: &err)
         print(token)
     }
 

@@ -196,6 +196,10 @@ enum AgentCommand {
         let ttl = try parseDuration(o.one("--ttl") ?? "24h")
         let scope = o.one("--scope") ?? ""
         guard ScopeToken.isScope(scope) else { throw CLIError(message: "--scope: space-separated RFC 6749 scope tokens", status: 2) }
+        if scope.isEmpty {
+            var err = StandardError()
+            print("mandate: warning: no --scope: the agent's delegation grants nothing, so every route that needs a scope refuses it", to: &err)
+        }
         let dir = o.one("--out") ?? name
         let keyFile = dir + "/agent.jwk", chainFile = dir + "/chain"
         if FileManager.default.fileExists(atPath: keyFile) { throw CLIError(message: "\(keyFile) exists; not replacing an agent's key") }

@@ -149,6 +149,9 @@ def test_revoking_a_delegation_revokes_the_sub_delegations_below_it(rp):
                 "--parent", "@bot/chain", cwd=rp.dir)
     assert r.returncode == 0, r.stderr
     sub = r.stdout.strip()
+    # delegate names the new link's jti (what `revoke delegation` takes).
+    sub_jti = json.loads(__import__("base64").urlsafe_b64decode(sub.split(".")[1] + "=="))["jti"]
+    assert f"mandate: jti {sub_jti}" in r.stderr
     (rp.dir / "sub").mkdir()
     (rp.dir / "sub" / "chain").write_text((rp.dir / "bot" / "chain").read_text() + sub + "\n")
     child = RegistryProxy.chain_of(rp.dir / "sub", helper)
@@ -169,6 +172,10 @@ def test_revoking_a_principal_refuses_every_chain_it_roots(rp, ids):
     assert_refused(rp.send(c), 401, "invalid_token", f"principal {alice_did} has been revoked")
     r = rp.cli("agent", "register", "--owner", "alice", "--name", "late", "--scope", "echo")
     assert r.returncode != 0 and "has been revoked" in r.stderr
+    # After a restart (nothing cached), the refusal still says why.
+    rp.proxy.stop()
+    rp.proxy = Proxy(str(rp.conf), rp.port, rp.dir / "proxy2.log")
+    assert_refused(rp.send(c), 401, "invalid_token", f"principal {alice_did} has been revoked")
 
 
 def test_a_config_principal_works_beside_the_registry_and_can_be_revoked_there(rp, ids):

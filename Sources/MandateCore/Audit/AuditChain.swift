@@ -64,7 +64,7 @@ public enum AuditChain {
             if o["checkpoint"] != nil {
                 guard let sig = o["sig"]?.string, let bytes = Base64URL.decode(sig.utf8) else { return fail("checkpoint without sig") }
                 if let key, !key.verify(signature: bytes, input: Array(hash.utf8)) {
-                    return fail("the checkpoint's signature does not verify (the chain before it was rewritten)")
+                    return fail("the checkpoint's signature does not verify with the key given (a wrong key, or the chain before it was rewritten)")
                 }
                 s.checkpoints += 1
             }

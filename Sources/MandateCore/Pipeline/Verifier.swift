@@ -236,8 +236,11 @@ public final class Verifier: RequestGate {
                 }
                 outcome = opaque ? resolvers.introspector!.lookup(credential.leaf, now: now) : accessTokens.verify(credential.leaf, now: now)
             } else {
+                // A revoked registry principal's chain is walked too, so that the refusal (step
+                // 4½) says it was revoked, not that its principal is unknown.
+                let anchors = registry.map { $0.revokedPrincipals.isEmpty ? $0.anchors : $0.anchors.union($0.revokedPrincipals) } ?? []
                 outcome = walker.walk(credential.ancestors + [credential.leaf], ancestry: credential.ancestry, now: now,
-                                      anchors: registry?.anchors ?? [])
+                                      anchors: anchors)
             }
             switch outcome {
             case .verified(let c): chain = c
