@@ -11,7 +11,7 @@ extension PrincipalRecord {
 extension AgentRecord {
     public var json: JSONValue {
         .object(JSONObject(members: [("did", .string(did)), ("name", .string(name)), ("owner", .string(owner)),
-                                     ("owner_name", .string(ownerName)), ("status", .string(status.rawValue)),
+                                     ("owner_name", .string(ownerName)), ("status", .string(status.rawValue)), ("standing", .string(standing)),
                                      ("created", .integer(created)), ("last_seen", lastSeen.map(JSONValue.integer) ?? .null),
                                      ("requests", .integer(requests)), ("denials", .integer(denials))]))
     }

@@ -42,6 +42,9 @@ public struct AgentRecord: Sendable, Equatable {
     public var lastSeen: Int64?
     public var requests: Int64
     public var denials: Int64
+    /// Whether its requests would be admitted now, with what above it: its own status, else
+    /// principal_revoked, delegation_revoked (none of its delegations is active) or delegation_expired.
+    public var standing: String
 }
 
 public struct DelegationRecord: Sendable, Equatable {
@@ -196,7 +199,16 @@ public final class RegistryStore: @unchecked Sendable {  // `db` is used only un
     }
 
     static let agentColumns = """
-        SELECT a.did, a.owner, p.name, a.name, a.status, a.created, a.last_seen, a.requests, a.denials
+        SELECT a.did, a.owner, p.name, a.name, a.status, a.created, a.last_seen, a.requests, a.denials,
+          CASE WHEN a.status != 'active' THEN a.status
+               WHEN p.status != 'active' OR EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'principal' AND r.target = a.owner)
+                 THEN 'principal_revoked'
+               WHEN NOT EXISTS (SELECT 1 FROM delegations d WHERE d.subject = a.did AND d.status = 'active'
+                                AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'delegation' AND r.target = d.jti))
+                 THEN 'delegation_revoked'
+               WHEN NOT EXISTS (SELECT 1 FROM delegations d WHERE d.subject = a.did AND d.status = 'active' AND d.exp > strftime('%s', 'now'))
+                 THEN 'delegation_expired'
+               ELSE 'active' END
         FROM agents a JOIN principals p ON p.did = a.owner
         """
 
@@ -433,7 +445,7 @@ public final class RegistryStore: @unchecked Sendable {  // `db` is used only un
     private static func agent(_ r: [SQLValue]) -> AgentRecord {
         AgentRecord(did: r[0].text ?? "", owner: r[1].text ?? "", ownerName: r[2].text ?? "", name: r[3].text ?? "",
                     status: RegistryView.AgentStatus(rawValue: r[4].text ?? "") ?? .revoked, created: r[5].integer ?? 0,
-                    lastSeen: r[6].integer, requests: r[7].integer ?? 0, denials: r[8].integer ?? 0)
+                    lastSeen: r[6].integer, requests: r[7].integer ?? 0, denials: r[8].integer ?? 0, standing: r[9].text ?? "revoked")
     }
 
     private static func delegation(_ r: [SQLValue]) -> DelegationRecord {

@@ -144,7 +144,7 @@ enum AgentCommand {
                     return
                 }
                 var rows = [["NAME", "STATUS", "OWNER", "LAST SEEN", "REQUESTS", "DENIALS", "DID"]]
-                rows += agents.map { [$0.name, $0.status.rawValue, $0.ownerName, lastSeen($0.lastSeen), String($0.requests), String($0.denials), $0.did] }
+                rows += agents.map { [$0.name, $0.standing, $0.ownerName, lastSeen($0.lastSeen), String($0.requests), String($0.denials), $0.did] }
                 printTable(rows)
             case "show":
                 let id = try target()
@@ -156,7 +156,7 @@ enum AgentCommand {
                     print(String(decoding: JSONObject(members: members).serialized(), as: UTF8.self))
                     return
                 }
-                print("agent      \(a.name)\ndid        \(a.did)\nowner      \(a.ownerName) (\(a.owner))\nstatus     \(a.status.rawValue)")
+                print("agent      \(a.name)\ndid        \(a.did)\nowner      \(a.ownerName) (\(a.owner))\nstatus     \(a.standing)")
                 print("last seen  \(lastSeen(a.lastSeen))\nrequests   \(a.requests)\ndenials    \(a.denials)")
                 print("delegations:")
                 var rows = [["JTI", "STATUS", "EXPIRES", "SCOPE", "PARENT"]]

@@ -74,6 +74,12 @@ func serve(config: ProxyConfig, gate: Verifier, configPath: String?, registry: R
                 // One line; at least 32 characters, so that it cannot be guessed.
                 let t = try Files.readText(f).trimmingCharacters(in: "\n\r \t")  // not "\r\n": one Character
                 guard t.utf8.count >= 32 else { throw CLIError(message: "admin_token_file \(f): the token must be at least 32 characters") }
+                // As ssh does for keys: a secret others can read is worth saying so.
+                var st = stat()
+                if stat(f, &st) == 0, st.st_mode & 0o077 != 0 {
+                    print("mandate: warning: admin_token_file \(f) can be read by others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it",
+                          to: &err)
+                }
                 token = t
             }
             var handler: AdminServer.API?

@@ -89,3 +89,24 @@ def test_cli_mints_an_organizations_root_for_its_person(tmp_path, upstream, dids
     r = mandate("delegate", "--key", str(tmp_path / "partner.jwk"), "--principal", "did:key:z6Mk", "--to", agent.did,
                 "--scope", "echo", "--ttl", "10m")
     assert r.returncode == 2 and "--principal is an identifier" in r.stderr, r.stderr
+
+
+def test_an_admin_token_others_can_read_is_warned_about(tmp_path, upstream):
+    import os
+    import time
+
+    from harness import Proxy, config_text, free_port
+
+    token = tmp_path / "admin.token"
+    token.write_text("a" * 40 + "\n")
+    for mode, warned in [(0o644, True), (0o600, False)]:
+        os.chmod(token, mode)
+        port = free_port()
+        conf = tmp_path / f"p{mode:o}.conf"
+        conf.write_text(config_text(port, upstream.port, {}, "off",
+                                    f"admin_listen 127.0.0.1:{free_port()};\nadmin_token_file admin.token;\n"))
+        p = Proxy(str(conf), port, tmp_path / f"p{mode:o}.log")
+        time.sleep(0.2)
+        out = p.output()
+        p.stop()
+        assert ("can be read by others (mode 644); chmod 600 it" in out) == warned, out

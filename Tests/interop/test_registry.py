@@ -161,6 +161,7 @@ def test_revoking_a_delegation_revokes_the_sub_delegations_below_it(rp):
     assert_applied(rp.cli("revoke", "delegation", root_jti))
     assert_refused(rp.send(child), 401, "invalid_token", f"delegation 1 of 2 (root) (jti {root_jti}) has been revoked")
     assert_refused(rp.send(c), 401, "invalid_token", f"(jti {root_jti}) has been revoked")
+    assert rp.agents()["bot"]["standing"] == "delegation_revoked"
 
 
 def test_revoking_a_principal_refuses_every_chain_it_roots(rp, ids):
@@ -170,6 +171,9 @@ def test_revoking_a_principal_refuses_every_chain_it_roots(rp, ids):
     alice_did = next(p["did"] for p in principal if p["name"] == "alice")
     assert_applied(rp.cli("revoke", "principal", "alice"))
     assert_refused(rp.send(c), 401, "invalid_token", f"principal {alice_did} has been revoked")
+    # The inventory says why the agent is refused, though its own status is active.
+    bot = rp.agents()["bot"]
+    assert bot["status"] == "active" and bot["standing"] == "principal_revoked"
     r = rp.cli("agent", "register", "--owner", "alice", "--name", "late", "--scope", "echo")
     assert r.returncode != 0 and "has been revoked" in r.stderr
     # After a restart (nothing cached), the refusal still says why.
