@@ -19,12 +19,21 @@ public final class ApprovalServer: Sendable {
                                      answer: { h, body in
                                          let r = endpoints.respond(method: h.method, path: h.path, query: h.query, headers: h.headers,
                                                                    body: body, now: Int64(unixMillisNow() / 1000))
-                                         return SmallListener.Reply(status: r.status, fields: r.fields, body: r.body)
+                                         // RFC 9110 §9.3.2: no content in an answer to HEAD (a body would be read
+                                         // as the start of the next response on the connection).
+                                         return SmallListener.Reply(status: r.status, fields: Self.sniffless(r.fields), body: r.body,
+                                                                    omitBody: h.method == "HEAD")
                                      },
                                      refuse: { e in
-                                         SmallListener.Reply(status: e.status, fields: [("Content-Type", "application/json")],
+                                         SmallListener.Reply(status: e.status, fields: Self.sniffless([("Content-Type", "application/json")]),
                                                              body: CIBAError(.invalidRequest, e.reason).jsonBody)
                                      })
+    }
+
+    /// Every answer, JSON and errors too, is read only as its Content-Type says: their bodies
+    /// echo what a request sent (a path, an id).
+    static func sniffless(_ fields: [(String, String)]) -> [(String, String)] {
+        fields.contains { $0.0 == "X-Content-Type-Options" } ? fields : fields + [("X-Content-Type-Options", "nosniff")]
     }
 
     /// One JSON POST off the request path (CIBA pings, webhooks): one attempt, 5 s at most; a

@@ -383,6 +383,8 @@ final class ClientConnection {
     static func summary(_ body: [UInt8]) -> String {
         var s = ""
         for b in body.prefix(256) { s.unicodeScalars.append(b >= 0x20 && b < 0x7f ? UnicodeScalar(b) : ".") }
+        // The person must see that there is more than they are shown (an amount past byte 256).
+        if body.count > 256 { s += " ... (the first 256 of \(body.count) bytes)" }
         return s
     }
 

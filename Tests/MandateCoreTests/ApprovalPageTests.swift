@@ -112,6 +112,22 @@ struct ApprovalPageTests {
         #expect(refused(delegationTyped)?.contains("typ") == true)
     }
 
+    /// A signed token whose iat is Int64.min made `exp - iat` overflow, and the trap took down the
+    /// whole proxy: dates outside 0...9999-12-31 are refused before any arithmetic (RFC 7519 §2).
+    @Test func refusesSignInDatesOutOfRangeWithoutArithmeticOnThem() {
+        let s = service()
+        for (iat, exp) in [(Int64.min, now + 60), (-1, now + 60), (now, Int64.max), (now, 253_402_300_800)] {
+            let t = alice.compactJWS(header: [("typ", .string(ApprovalLogin.mediaType))], claims: JSONObject(members: [
+                ("iss", .string(alice.did)), ("aud", .string(issuer)), ("iat", .integer(iat)), ("exp", .integer(exp)),
+                ("jti", .string("j\(iat)\(exp)")),
+            ]))
+            guard case .failure(let r) = s.authenticate(loginToken: Array(t.utf8), now: now) else {
+                Issue.record("iat \(iat) exp \(exp) accepted"); continue
+            }
+            #expect(r.code == .invalidLogin && r.status == 401)
+        }
+    }
+
     @Test func loginSetsAStrictHttpOnlyCookieSecureOverHTTPS() {
         let e = ApprovalEndpoints(service())
         let r = get(e, "/login", query: "token=" + login(alice))
@@ -266,6 +282,19 @@ struct ApprovalPageTests {
         #expect(o["approval"]?.object?["id"]?.string == id && o["approval"]?.object?["url"]?.string == "https://api.example.com/payments")
         let ciba = try StrictJSON.parseObject(sent[1].body).get()
         #expect(ciba["message"]?.string == "pay 5 EUR" && ciba["approval"]?.object?["client"]?.string == "shop")
+    }
+
+    /// An agent's body becomes the message: in Slack's `text`, `<https://evil|Approve>` would be a
+    /// disguised link and `<!channel>` a mention of everyone, unless &, < and > are escaped.
+    @Test func aWebhooksSlackTextCarriesNoLinkOrMentionAnAgentWrote() throws {
+        let hooks = Hooks()
+        let s = service(hooks: hooks)
+        _ = pending(s, request(body: #"{"to":"<https://evil.example/|ACME> <!channel>","amount":1}"#))
+        let o = try StrictJSON.parseObject(hooks.sent.withLock { $0 }[0].body).get()
+        let text = try #require(o["text"]?.string)
+        #expect(!text.contains("<") && !text.contains(">"))
+        #expect(text.contains("&lt;https://evil.example/|ACME&gt; &lt;!channel&gt;"))
+        #expect(o["message"]?.string?.contains("<!channel>") == true)  // ntfy shows plain text as is
     }
 
     @Test func aFragmentThatIsNoTopicIsNotSent() throws {

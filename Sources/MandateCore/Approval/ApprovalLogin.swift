@@ -53,8 +53,9 @@ public enum ApprovalLogin {
         guard let aud = c["aud"]?.string, sameBytes(aud, audience) else {
             return .failure(Reason("the sign-in token is for another approval service (aud must be \(audience))"))
         }
-        guard let iat = c["iat"]?.integer, let exp = c["exp"]?.integer else {
-            return .failure(Reason("the sign-in token needs integer iat and exp"))
+        // RFC 7519 §2 NumericDates in 0...9999-12-31, so that no arithmetic on them can overflow.
+        guard case .present(let iat) = numericDate(c, "iat"), case .present(let exp) = numericDate(c, "exp") else {
+            return .failure(Reason("the sign-in token needs integer iat and exp (NumericDates)"))
         }
         guard iat <= now + skew else { return .failure(Reason("the sign-in token is issued in the future")) }
         guard exp > now else { return .failure(Reason("the sign-in token has expired; make a new one")) }

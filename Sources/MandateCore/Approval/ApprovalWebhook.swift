@@ -14,6 +14,21 @@ public struct ApprovalWebhook: Sendable, Equatable {
         }
     }
 
+    /// Slack reads `<…>` in `text` as a link (`<https://x|label>`) or a mention (`<!channel>`), and
+    /// agents choose what the message says: Slack's own escaping of &, < and > keeps it plain text.
+    static func slackEscaped(_ s: String) -> String {
+        var out = ""
+        for c in s.unicodeScalars {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
     /// `webhook` is the principal's configured URL; its fragment, which HTTP never sends, names
     /// the ntfy topic (`https://ntfy.sh/#alice-approvals`: POST to https://ntfy.sh/, topic
     /// alice-approvals). `page`: the approval page's URL (public_url + "/").
@@ -35,7 +50,7 @@ public struct ApprovalWebhook: Sendable, Equatable {
         approval += [("binding_message", .string(e.bindingMessage)), ("expires_at", .integer(e.expiresAt))]
         let message = e.bindingMessage.isEmpty ? "An approval is waiting for you" : e.bindingMessage
         var members: [(String, JSONValue)] = [
-            ("text", .string("\(message) — approve or deny at \(page)")),
+            ("text", .string(Self.slackEscaped("\(message) — approve or deny at \(page)"))),
             ("title", .string("Approval needed")), ("message", .string(message)), ("click", .string(page)),
         ]
         if let topic { members.append(("topic", .string(String(topic)))) }
