@@ -216,6 +216,22 @@ struct ApprovalPageTests {
         #expect(approver == alice.did)
     }
 
+    /// A browser's Origin omits the default port (RFC 6454 §6.2); a public_url that spells it out
+    /// (`https://approve.example:443`) made every decision on the page a cross_origin_request.
+    @Test func theOriginCheckIgnoresADefaultPortSpelledOutInPublicURL() {
+        for (url, origin, other) in [("https://approve.example:443", "https://approve.example", "https://approve.example:8443"),
+                                     ("http://approve.example:80/base", "http://approve.example", "http://approve.example:8080")] {
+            let s = service(issuer: url)
+            let e = ApprovalEndpoints(s)
+            let (id, _) = pending(s)
+            let r = get(e, "/login", query: "token=" + login(alice, audience: url))
+            let cookie = String(field(r, "Set-Cookie")!.split(separator: ";")[0].split(separator: "=")[1])
+            let csrf = s.session(cookie: cookie, now: now)!.csrf
+            #expect(decide(e, id, cookie: cookie, csrf: csrf, headers: [HTTPHeader("Origin", other)]).status == 403)
+            #expect(decide(e, id, cookie: cookie, csrf: csrf, headers: [HTTPHeader("Origin", origin)]).status == 303)
+        }
+    }
+
     @Test func anExpiredApprovalCannotBeDecided() {
         let s = service()
         let (id, _) = pending(s)

@@ -1,11 +1,14 @@
 """Attacks on the approval page and its listener, against the real binary: a signed sign-in
 token with dates out of range, HEAD on a kept-alive connection, what every answer lets a
-browser sniff, and a body longer than the page shows."""
+browser sniff, a body longer than the page shows, and a form posted to the page from another
+origin of the same site (another port of 127.0.0.1) in a real browser."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 import time
 import urllib.parse
 
@@ -13,7 +16,8 @@ import pytest
 
 from conftest import OFFLINE
 from mandate_creds import jws
-from test_approval_page import PageService, finish_with_deny, hooks, mandate  # noqa: F401 (fixtures)
+from test_approval_page import (PageService, browser, finish_with_deny, hooks, mandate, needs_browser,  # noqa: F401 (fixtures)
+                                sign_in, wait_for)
 
 pytestmark = pytest.mark.skipif(OFFLINE, reason="MANDATE_INTEROP_OFFLINE=1")
 
@@ -78,3 +82,44 @@ def test_a_body_longer_than_the_page_shows_says_so(service):
     _, _, page = service.request("GET", "/", headers={"Cookie": "mandate_approval=" + service.session()[0]})
     assert f"the first 256 of {len(body)} bytes" in page
     finish_with_deny(service, a["auth_req_id"], outcome)
+
+
+class Attacker(http.server.BaseHTTPRequestHandler):
+    """A page on another port of 127.0.0.1: same site as the approval page (cookies ignore ports,
+    SameSite=Strict cookies go along), another origin. It posts the form it is given at once."""
+
+    form = b""
+
+    def do_GET(self):
+        body = b"<!doctype html><body onload='document.forms[0].submit()'>" + Attacker.form + b"</body>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@needs_browser
+def test_a_form_from_another_port_of_the_same_host_is_refused_even_with_the_csrf_token(service, browser):
+    from selenium.webdriver.common.by import By
+    agent, outcome = service.pay(b'{"amount": 31}')
+    aid = service.pending(agent)["auth_req_id"]
+    section = sign_in(browser, service, aid)
+    csrf = section.find_element(By.CSS_SELECTOR, 'input[name="csrf"]').get_attribute("value")
+    # Worst case: the attacker knows the session's csrf token too; the browser's Origin still tells.
+    Attacker.form = (f'<form method="post" action="{service.url}/approvals/{aid}/web-decision">'
+                     f'<input name="decision" value="approve"><input name="csrf" value="{csrf}"></form>').encode()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        assert "403: cross_origin_request" in wait_for(browser, "h1").text
+    finally:
+        server.shutdown()
+    assert not outcome.done()
+    browser.get(service.url + "/")  # still listed, undecided
+    wait_for(browser, f'section.approval[data-id="{aid}"]')
+    finish_with_deny(service, aid, outcome)

@@ -111,12 +111,18 @@ extension ApprovalEndpoints {
         return nil
     }
 
-    /// `scheme://host[:port]` of a URL (RFC 6454 §6.1 serialization, as given).
+    /// `scheme://host[:port]` of a URL, as a browser serializes it (RFC 6454 §6.2): without the
+    /// scheme's default port, which a browser's Origin never names.
     static func origin(of url: String) -> String {
         let u = Array(url.utf8)
         guard let colon = u.firstIndex(of: UInt8(ascii: ":")), u[colon...].starts(with: "://".utf8) else { return url }
         let end = u[(colon + 3)...].firstIndex(of: UInt8(ascii: "/")) ?? u.count
-        return String(decoding: u[..<end], as: UTF8.self)
+        let o = String(decoding: u[..<end], as: UTF8.self)
+        let scheme = o.prefix(while: { $0 != ":" }).lowercased()
+        for (s, port) in [("https", ":443"), ("http", ":80")] where scheme == s && o.hasSuffix(port) {
+            return String(o.dropLast(port.count))
+        }
+        return o
     }
 
     func sessionCookie(_ value: String, maxAge: Int64) -> String {
