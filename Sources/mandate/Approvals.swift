@@ -62,7 +62,7 @@ enum Approvals {
             if let req = a["request"]?.object, let m = req["method"]?.string, let u = req["url"]?.string { text += "  request    \(m) \(u)\n" }
             if let s = a["body_summary"]?.string, !s.isEmpty { text += "  body       \(s)\n" }
             if let c = a["client"]?.string { text += "  client     \(c)\n" }
-            if let e = a["expires_at"]?.integer { text += "  expires in \(max(0, e - now)) s\n" }
+            if let e = a["expires_at"]?.integer { text += "  expires in \(max(0, e.subtractingReportingOverflow(now).partialValue)) s\n" }
             print(text)
         }
     }

@@ -52,7 +52,7 @@ enum Approve {
             summary += "  client     \(c)\n"
         }
         let now = unixNow()
-        summary += "  expires in \(max(0, expires - now)) s"
+        summary += "  expires in \(max(0, expires.subtractingReportingOverflow(now).partialValue)) s"
         print(summary, to: &err)
 
         let subject = SignedDecision.Subject(id: id, principal: principal, bindingMessage: message, request: request,

@@ -107,6 +107,16 @@ final class ScriptedProvider: FormPoster {
         }
     }
 
+    /// The provider's numbers are input: the largest expires_in neither traps nor outlives ours.
+    @Test func aHugeExpiresInFromTheProviderIsBounded() {
+        let p = ScriptedProvider(), g = gate(p)
+        p.answer("https://op.example/bc", 200, "{\"auth_req_id\":\"r1\",\"expires_in\":9223372036854775807,\"interval\":9223372036854775807}")
+        guard case .pending(let id, _) = g.submit(request, id: nil, now: 1000) else { Issue.record("not pending"); return }
+        #expect(p.scheduled.withLock { $0.map(\.0) } == [600])  // the poll, at the longest interval
+        guard case .pending = g.submit(request, id: id, now: 1000 + 119) else { Issue.record("expired early"); return }
+        guard case .expired = g.submit(request, id: id, now: 1000 + 121) else { Issue.record("outlived expires_in 120"); return }
+    }
+
     @Test func anUnreachableProviderIsA503() {
         let p = ScriptedProvider(), g = gate(p)
         guard case .pending(let id, let ready) = g.submit(request, id: nil, now: 1000) else { Issue.record("not pending"); return }

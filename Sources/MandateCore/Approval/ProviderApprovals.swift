@@ -126,7 +126,7 @@ public final class ProviderApprovals: ApprovalGate {
             guard var e = m[id] else { return }
             e.phase = .polling(authReqID: authReqID)
             e.interval = interval
-            e.expiresAt = min(e.expiresAt, now + expires)
+            e.expiresAt = min(e.expiresAt, now + min(expires, 86400))  // bounded before the sum: the provider's number
             m[id] = e
         }
         schedule(interval) { [self] in poll(id) }
