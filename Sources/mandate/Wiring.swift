@@ -163,6 +163,7 @@ final class LivePrincipals: ApprovalPrincipals {
     func principal(hint: String) -> String? { configured.principal(hint: hint) }
     func key(for did: String) -> (key: VerificationKey, methodID: String)? { configured.key(for: did) }
     func webhook(for did: String) -> String? { configured.webhook(for: did) }
+    func name(for did: String) -> String? { configured.name(for: did) }
 }
 
 /// What the verifier fetches and signs with: the network resolvers (kept across a reload where

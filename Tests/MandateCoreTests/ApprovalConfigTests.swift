@@ -46,6 +46,12 @@ import Testing
                 == "p.conf:2: approval listen 127.0.0.1:8444 is already in use by listen or admin_listen")
     }
 
+    /// Links are public_url + "/…": a trailing slash would make them "//…".
+    @Test func publicURLLosesATrailingSlash() throws {
+        let c = try parse("approval { listen 127.0.0.1:8444; key k.jwk; public_url https://approve.example/app/; }")
+        #expect(c.approval?.publicURL == "https://approve.example/app")
+    }
+
     @Test func principalWebhookMustBeAURL() {
         let did = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
         #expect(error("principal \(did) { name A;\n webhook nope; }") == "p.conf:2: 'nope' is not an http:// or https:// URL")

@@ -222,6 +222,8 @@ def test_browser_approves_the_held_request_and_the_upstream_gets_the_receipt(ser
     a = service.pending(agent)
     section = sign_in(browser, service, a["auth_req_id"])
     assert section.find_element(By.CSS_SELECTOR, ".agent").text == agent
+    # Who is signed in, by name first (a sign-in link made by someone else would show theirs).
+    assert browser.find_element(By.CSS_SELECTOR, ".who .name").text == "Alice"
     assert [li.text for li in section.find_elements(By.CSS_SELECTOR, ".chain li")] == [service.alice.did, agent]
     assert section.find_element(By.CSS_SELECTOR, ".method").text == "POST"
     assert section.find_element(By.CSS_SELECTOR, ".url").text == service.origin + "/payments"

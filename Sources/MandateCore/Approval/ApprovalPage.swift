@@ -44,18 +44,23 @@ public enum ApprovalPage {
 
     /// After `GET /login`: a page of this origin moves on to the list, so that the SameSite=Strict
     /// cookie is sent (a redirect that a cross-site link started would go without it).
-    public static func signedIn(principal: String) -> [UInt8] {
+    public static func signedIn(principal: String, name: String? = nil) -> [UInt8] {
         document("Signed in", """
         <h1>Signed in</h1>
-        <p>Signed in as <code>\(escape(principal))</code>. <a href="./">Continue to your approvals</a>.</p>
+        <p>Signed in as \(who(principal, name)). <a href="./">Continue to your approvals</a>.</p>
 
         """, refresh: "./")
     }
 
+    static func who(_ principal: String, _ name: String?) -> String {
+        (name.map { "<b class=\"name\">\(escape($0))</b> " } ?? "") + "<code>\(escape(principal))</code>"
+    }
+
     /// The principal's pending approvals (newest first), each with Approve and Deny.
-    public static func pending(principal: String, _ entries: [BackchannelRequests.Entry], csrf: String, now: Int64,
-                               notice: Notice? = nil) -> [UInt8] {
-        var b = "<h1>Approvals</h1>\n<p class=\"who\">Signed in as <code>\(escape(principal))</code></p>\n"
+    public static func pending(principal: String, name: String? = nil, _ entries: [BackchannelRequests.Entry], csrf: String,
+                               now: Int64, notice: Notice? = nil) -> [UInt8] {
+        // The name first: a sign-in link from someone else would show their name (login CSRF).
+        var b = "<h1>Approvals</h1>\n<p class=\"who\">Signed in as \(who(principal, name))</p>\n"
         if let notice { b += "<p class=\"notice\">\(escape(notice.text))</p>\n" }
         if entries.isEmpty { b += "<p class=\"empty\">Nothing is waiting for your approval.</p>\n" }
         for e in entries { b += approval(e, csrf: csrf, now: now) }

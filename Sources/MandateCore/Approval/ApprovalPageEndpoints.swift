@@ -14,8 +14,8 @@ extension ApprovalEndpoints {
         guard let cookie = ApprovalSessions.cookie(in: h.values("Cookie")), let s = service.session(cookie: cookie, now: now) else {
             return html(200, ApprovalPage.signIn(issuer: issuer, notice: notice == .signedOut ? notice : nil))
         }
-        return html(200, ApprovalPage.pending(principal: s.principal, service.pending(for: s.principal, now: now), csrf: s.csrf,
-                                              now: now, notice: notice))
+        return html(200, ApprovalPage.pending(principal: s.principal, name: service.principals.name(for: s.principal),
+                                              service.pending(for: s.principal, now: now), csrf: s.csrf, now: now, notice: notice))
     }
 
     /// `GET /login?token=JWS`: a session, by a sign-in token signed with the principal's key.
@@ -26,7 +26,8 @@ extension ApprovalEndpoints {
         switch service.signIn(token: Array(token.utf8), now: now) {
         case .failure(let r): return refused(r)
         case .success(let (cookie, s)):
-            var r = ApprovalResponse(status: 200, fields: ApprovalPage.signInFields, body: ApprovalPage.signedIn(principal: s.principal))
+            var r = ApprovalResponse(status: 200, fields: ApprovalPage.signInFields, body: ApprovalPage.signedIn(principal: s.principal,
+                                                                                                   name: service.principals.name(for: s.principal)))
             r.fields.append(("Set-Cookie", sessionCookie(cookie, maxAge: ApprovalSessions.lifetime)))
             return r
         }

@@ -11,10 +11,13 @@ public protocol ApprovalPrincipals: Sendable {
     func key(for did: String) -> (key: VerificationKey, methodID: String)?
     /// Where this principal is told that an approval waits (`principal DID { webhook URL; }`).
     func webhook(for did: String) -> String?
+    /// The name the principal is configured or registered with (shown on the page beside the DID).
+    func name(for did: String) -> String?
 }
 
 extension ApprovalPrincipals {
     public func webhook(for did: String) -> String? { nil }
+    public func name(for did: String) -> String? { nil }
 }
 
 /// The principals of the running configuration (read per call, so a reload applies); keys from
@@ -42,6 +45,7 @@ public struct ConfiguredPrincipals: ApprovalPrincipals {
     }
 
     public func webhook(for did: String) -> String? { current().first(where: { sameBytes($0.did, did) })?.webhook }
+    public func name(for did: String) -> String? { current().first(where: { sameBytes($0.did, did) })?.name }
 }
 
 /// A configured CIBA client (client_secret_basic, RFC 6749 §2.3.1).

@@ -598,7 +598,9 @@ public struct ConfigParser {
             guard seen.insert(b.name).inserted else { throw error(b.line, "'\(b.name)' is duplicate in approval") }
             switch b.name {
             case "listen": a.listen = try address(one(b))
-            case "public_url": a.publicURL = try url(one(b))
+            case "public_url":
+                a.publicURL = try url(one(b))
+                while a.publicURL.hasSuffix("/") { a.publicURL.removeLast() }  // links are made as public_url + "/…"
             case "key": a.key = resolvePath(try one(b).text)
             case "expires_in": a.expiresIn = try duration(one(b), max: 86400)
             case "interval": a.interval = max(1, try duration(one(b), max: 600))
