@@ -184,6 +184,22 @@ def assert_refused(o: Outcome, status: int, code: str, description: str | None =
         assert p["error"] == code and p["algs"] == "EdDSA ES256" and "error_description" in p, o.www_authenticate
 
 
+def pay(port: int, origin: str, c, body: bytes, approval_id: str | None = None, timeout: float = 60) -> Outcome:
+    """POST /payments (an `effect approve` route in config_text) as the chain's holder, with a
+    fresh DPoP proof, and `Approval-Id` when retrying under an approval."""
+    headers = c.headers("POST", origin + "/payments")
+    headers["Content-Type"] = "application/json"
+    if approval_id:
+        headers["Approval-Id"] = approval_id
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/payments", body=body, headers=headers)
+        r = conn.getresponse()
+        return outcome_from_response(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
 def assert_forwarded(o: Outcome) -> dict[str, list[str]]:
     assert o.status == 200 and o.upstream is not None, str(o)
     if o.transport == "http":  # the client and the upstream know the request by the same id

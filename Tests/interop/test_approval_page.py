@@ -23,7 +23,7 @@ import pytest
 from jwcrypto import jwk, jws as jwcrypto_jws
 
 from conftest import OFFLINE
-from harness import MANDATE, Proxy, config_text, free_port, outcome_from_response
+from harness import pay, MANDATE, Proxy, config_text, free_port, outcome_from_response
 from mandate_creds import Key, Party, b64u_decode, chain, jws
 
 pytestmark = pytest.mark.skipif(OFFLINE, reason="MANDATE_INTEROP_OFFLINE=1")
@@ -99,17 +99,7 @@ principal {self.bob.did} {{ name "Bob"; }}
         agent = Party.of(Key.p256())
         c = chain(self.alice, [agent], ["payments:write"])
 
-        def send():
-            headers = c.headers("POST", self.origin + "/payments")
-            headers["Content-Type"] = "application/json"
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=40)
-            try:
-                conn.request("POST", "/payments", body=body, headers=headers)
-                r = conn.getresponse()
-                return outcome_from_response(r.status, r.getheaders(), r.read())
-            finally:
-                conn.close()
-        return agent.did, self.pool.submit(send)
+        return agent.did, self.pool.submit(pay, self.port, self.origin, c, body, None, 40)
 
     def pending(self, agent: str) -> dict:
         """The approval opened for `agent`'s request, as `mandate approvals list --json` shows it."""

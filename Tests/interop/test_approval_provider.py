@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ciba_provider import CIBAProvider
 from conftest import OFFLINE
-from harness import Proxy, config_text, free_port, outcome_from_response
+from harness import pay, Proxy, config_text, free_port, outcome_from_response
 from mandate_creds import chain
 from test_tls import issue, make_ca
 
@@ -48,17 +48,7 @@ class ApprovingProxy:
         self.proxy = Proxy(str(conf), self.port, d / "proxy.log")
 
     def pay(self, c, body: bytes, approval_id: str | None = None):
-        headers = c.headers("POST", self.origin + "/payments")
-        headers["Content-Type"] = "application/json"
-        if approval_id:
-            headers["Approval-Id"] = approval_id
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request("POST", "/payments", body=body, headers=headers)
-            r = conn.getresponse()
-            return outcome_from_response(r.status, r.getheaders(), r.read())
-        finally:
-            conn.close()
+        return pay(self.port, self.origin, c, body, approval_id, timeout=30)
 
 
 @pytest.fixture(scope="module")

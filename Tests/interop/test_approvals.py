@@ -17,7 +17,7 @@ import pytest
 from jwcrypto import jwk, jws
 
 from conftest import OFFLINE
-from harness import MANDATE, Proxy, config_text, free_port, outcome_from_response
+from harness import pay, MANDATE, Proxy, config_text, free_port, outcome_from_response
 from mandate_creds import Key, Party, chain
 
 pytestmark = pytest.mark.skipif(OFFLINE, reason="MANDATE_INTEROP_OFFLINE=1")
@@ -46,17 +46,7 @@ class Approving:
         self.proxy = Proxy(str(d / "proxy.conf"), self.port, d / "proxy.log")
 
     def pay(self, c, body: bytes, approval_id: str | None = None):
-        headers = c.headers("POST", self.origin + "/payments")
-        headers["Content-Type"] = "application/json"
-        if approval_id:
-            headers["Approval-Id"] = approval_id
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            conn.request("POST", "/payments", body=body, headers=headers)
-            r = conn.getresponse()
-            return outcome_from_response(r.status, r.getheaders(), r.read())
-        finally:
-            conn.close()
+        return pay(self.port, self.origin, c, body, approval_id, timeout=60)
 
     def decide(self, verb: str, approval_id: str):
         return mandate(verb, approval_id, "--key", str(self.dir / "alice.jwk"), "--url", self.url)
