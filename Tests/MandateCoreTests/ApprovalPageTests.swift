@@ -43,14 +43,15 @@ struct ApprovalPageTests {
 
     func get(_ e: ApprovalEndpoints, _ path: Substring, query: Substring? = nil, cookie: String? = nil,
              headers: [HTTPHeader] = []) -> ApprovalResponse {
-        e.respond(method: "GET", path: path, query: query, headers: headers + (cookie.map { [HTTPHeader("Cookie", "mandate_approval=\($0)")] } ?? []),
+        e.respond(method: "GET", path: path, query: query, headers: headers + (cookie.map { [HTTPHeader("Cookie", "__Host-mandate_approval=\($0)")] } ?? []),
                   body: [], now: now)
     }
 
     func decide(_ e: ApprovalEndpoints, _ id: String, cookie: String?, csrf: String, decision: String = "approve",
                 headers: [HTTPHeader] = []) -> ApprovalResponse {
         var h = [HTTPHeader("Content-Type", "application/x-www-form-urlencoded")] + headers
-        if let cookie { h.append(HTTPHeader("Cookie", "theme=dark; mandate_approval=\(cookie)")) }
+        // Both names: an https service reads the __Host- one, an http one the other.
+        if let cookie { h.append(HTTPHeader("Cookie", "theme=dark; __Host-mandate_approval=\(cookie); mandate_approval=\(cookie)")) }
         return e.respond(method: "POST", path: "/approvals/\(id)/web-decision"[...], headers: h,
                          body: Array("decision=\(decision)&csrf=\(FormURLEncoded.encode(csrf))".utf8), now: now + 1)
     }
@@ -133,7 +134,7 @@ struct ApprovalPageTests {
         let r = get(e, "/login", query: "token=" + login(alice))
         #expect(r.status == 200 && field(r, "Referrer-Policy") == "no-referrer")
         let c = field(r, "Set-Cookie") ?? ""
-        #expect(c.hasPrefix("mandate_approval=") && c.hasSuffix("; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200; Secure"))
+        #expect(c.hasPrefix("__Host-mandate_approval=") && c.hasSuffix("; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200; Secure"))
         let plain = ApprovalEndpoints(service(issuer: "http://127.0.0.1:9902"))
         let p = get(plain, "/login", query: "token=" + login(alice, audience: "http://127.0.0.1:9902"))
         #expect(field(p, "Set-Cookie")?.hasSuffix("Max-Age=43200") == true)
@@ -162,6 +163,10 @@ struct ApprovalPageTests {
         #expect(ApprovalSessions.cookie(in: ["mandate_approval=xyz; mandate_approval=abc"]) == nil)
         #expect(ApprovalSessions.cookie(in: ["mandate_approval=xyz", "mandate_approval=xyz"]) == nil)
         #expect(ApprovalSessions.cookie(in: ["xmandate_approval=xyz"]) == nil)
+        // Over https only the __Host- cookie counts: a plain one may have been planted by a sibling host.
+        #expect(ApprovalSessions.cookieName(secure: true) == "__Host-mandate_approval")
+        #expect(ApprovalSessions.cookie(in: ["mandate_approval=xyz"], named: ApprovalSessions.cookieName(secure: true)) == nil)
+        #expect(ApprovalSessions.cookie(in: ["__Host-mandate_approval=xyz"], named: ApprovalSessions.cookieName(secure: true)) == "xyz")
     }
 
     // MARK: deciding

@@ -11,7 +11,7 @@ extension ApprovalEndpoints {
     func page(_ h: HTTPRequestHead, now: Int64) -> ApprovalResponse {
         let q = h.query.flatMap { FormURLEncoded.parse($0.utf8) } ?? [:]
         let notice = q["decided"].flatMap(ApprovalPage.Notice.init(rawValue:))
-        guard let cookie = ApprovalSessions.cookie(in: h.values("Cookie")), let s = service.session(cookie: cookie, now: now) else {
+        guard let cookie = ApprovalSessions.cookie(in: h.values("Cookie"), named: cookieName), let s = service.session(cookie: cookie, now: now) else {
             return html(200, ApprovalPage.signIn(issuer: issuer, notice: notice == .signedOut ? notice : nil))
         }
         return html(200, ApprovalPage.pending(principal: s.principal, name: service.principals.name(for: s.principal),
@@ -86,7 +86,7 @@ extension ApprovalEndpoints {
     /// session's CSRF token (constant time).
     func sessionForm(_ h: HTTPRequestHead, _ body: [UInt8], now: Int64) -> Result<(ApprovalSessions.Session, [String: String], String), PageRefusal> {
         if let r = crossOrigin(h) { return .failure(r) }
-        guard let cookie = ApprovalSessions.cookie(in: h.values("Cookie")), let s = service.session(cookie: cookie, now: now) else {
+        guard let cookie = ApprovalSessions.cookie(in: h.values("Cookie"), named: cookieName), let s = service.session(cookie: cookie, now: now) else {
             return .failure(PageRefusal(.noSession, "not signed in, or the session has expired"))
         }
         let type = h.value("Content-Type")?.split(separator: ";").first.map { $0.trimmingSpaces.lowercased() }
@@ -126,9 +126,12 @@ extension ApprovalEndpoints {
         return o
     }
 
+    var secure: Bool { issuer.lowercased().hasPrefix("https://") }
+    var cookieName: String { ApprovalSessions.cookieName(secure: secure) }
+
     func sessionCookie(_ value: String, maxAge: Int64) -> String {
-        var c = "\(ApprovalSessions.cookieName)=\(value); HttpOnly; SameSite=Strict; Path=/; Max-Age=\(maxAge)"
-        if issuer.lowercased().hasPrefix("https://") { c += "; Secure" }
+        var c = "\(cookieName)=\(value); HttpOnly; SameSite=Strict; Path=/; Max-Age=\(maxAge)"
+        if secure { c += "; Secure" }
         return c
     }
 

@@ -4,6 +4,10 @@ import MandateCrypto
 /// The cookie is 32 random bytes; only its SHA-256 is kept, so the table cannot sign anyone in.
 public struct ApprovalSessions: Sendable {
     public static let cookieName = "mandate_approval"
+
+    /// Over https the `__Host-` prefix (RFC 6265bis §4.1.3.2): the browser then keeps only a
+    /// cookie this host set with Secure and Path=/, so a sibling subdomain cannot plant one.
+    public static func cookieName(secure: Bool) -> String { secure ? "__Host-" + cookieName : cookieName }
     /// 12 hours (the cookie's Max-Age).
     public static let lifetime: Int64 = 43_200
 
@@ -45,12 +49,12 @@ public struct ApprovalSessions: Sendable {
 
     /// The `mandate_approval` cookie among `Cookie` field values (RFC 6265 §5.4); nil when absent,
     /// or sent more than once (which one would be meant is unknown: none is).
-    public static func cookie(in fields: [String]) -> String? {
+    public static func cookie(in fields: [String], named name: String = cookieName) -> String? {
         var found: [Substring] = []
         for f in fields {
             for pair in f.split(separator: ";") {
                 let p = pair.trimmingSpaces
-                guard let eq = p.firstIndex(of: "="), p[..<eq] == cookieName else { continue }
+                guard let eq = p.firstIndex(of: "="), p[..<eq] == name else { continue }
                 found.append(p[p.index(after: eq)...])
             }
         }
