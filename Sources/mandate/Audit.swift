@@ -1,10 +1,11 @@
 import MandateCore
+import MandateRegistry
 
 /// `mandate audit verify|show`: the audit trail, checked and searched offline.
 enum Audit {
     static func run(_ args: [String]) throws -> Int32 {
         guard let sub = args.first else { throw CLIError(message: "audit needs verify or show", status: 2) }
-        let o = try Options(Array(args.dropFirst()), valued: ["--key", "--agent", "--principal"], flags: [])
+        let o = try Options(Array(args.dropFirst()), valued: ["--key", "--agent", "--principal", "--config"], flags: [])
         guard !o.positional.isEmpty else { throw CLIError(message: "audit \(sub) needs one or more files, oldest first", status: 2) }
         switch sub {
         case "verify": return try verify(o)
@@ -48,9 +49,30 @@ enum Audit {
         return 0
     }
 
-    /// The records of one agent or principal, as they are (JSON lines).
+    /// The records of one agent or principal, as they are (JSON lines). Records name them by
+    /// DID; with `--config`, a registered agent's or principal's name (or a configured
+    /// principal's) is looked up first.
     static func show(_ o: Options) throws -> Int32 {
-        let agent = o.one("--agent"), principal = o.one("--principal")
+        var agent = o.one("--agent"), principal = o.one("--principal")
+        if let a = agent, !a.hasPrefix("did:") {
+            guard let path = o.one("--config") else {
+                throw CLIError(message: "--agent \(a) is not a DID: give --config FILE to look up a registered agent by name", status: 2)
+            }
+            let config = try Serve.load(path)
+            guard let store = try RegistryPlace.open(config, path), let found = try? store.agent(a) else {
+                throw CLIError(message: "\(path): no agent \(a) in the registry")
+            }
+            agent = found.did
+        }
+        if let p = principal, !p.hasPrefix("did:"), let path = o.one("--config") {
+            // A name, unless it is a partner's person (alice@partner.example), whom records name as is.
+            let config = try Serve.load(path)
+            if let c = config.principals.first(where: { $0.name == p }) {
+                principal = c.did
+            } else if let store = try RegistryPlace.open(config, path), let r = try? store.principal(p) {
+                principal = r.did
+            }
+        }
         for path in o.positional {
             for line in try lines(path) {
                 guard case .success(let r) = StrictJSON.parseObject(line), r["checkpoint"] == nil else { continue }

@@ -40,7 +40,7 @@ usage: mandate <command> [options]       (mandate --version)
            | list --key FILE (--url APPROVAL_URL | --config FILE) [--principal DID] [--json] [--cacert PEM]
                                             login: print a one-time link that signs the principal in to the approval
                                             page (at most 10 min); list: the principal's pending approvals
-  audit    verify [--key FILE] FILE... | show [--agent DID] [--principal P] FILE...
+  audit    verify [--key FILE] FILE... | show [--agent DID|NAME] [--principal P] [--config FILE] FILE...
                                             check the audit trail (files oldest first: edits, deletions, insertions,
                                             reordering, checkpoint signatures; names the first bad record), or list
                                             one agent's or principal's records

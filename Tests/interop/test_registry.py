@@ -383,3 +383,21 @@ def test_a_registry_principal_is_told_by_webhook_and_approves_with_its_key(tmp_p
     finally:
         p.stop()
         hook.shutdown()
+
+
+def test_audit_show_finds_a_registered_agent_by_its_name(tmp_path, upstream, ids):
+    assert mandate("keygen", "--alg", "EdDSA", "--out", str(tmp_path / "audit.jwk")).returncode == 0
+    p = RegistryProxy(tmp_path, upstream.port, {"Alice": ids.alice.did}, more="audit { file audit.jsonl; key audit.jwk; }\n")
+    try:
+        p.ok("principal", "add", "--name", "alice", "--key", "alice.jwk")
+        did, c = p.register("bot")
+        assert_forwarded(p.send(c))
+    finally:
+        p.stop()
+    trail = str(tmp_path / "audit.jsonl")
+    r = p.cli("audit", "show", "--agent", "bot", trail)
+    assert r.returncode == 0, r.stderr
+    shown = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(shown) == 1 and shown[0]["agent"] == did
+    r = mandate("audit", "show", "--agent", "bot", trail)
+    assert r.returncode == 2 and "give --config FILE" in r.stderr
