@@ -38,24 +38,12 @@ public struct AccessRecord: Sendable, Equatable {
         Self.appendOptional(reason, to: &s)
         s += ",\"principal\":"
         Self.appendOptional(facts.principal, to: &s)
-        if let org = facts.organization {
-            s += ",\"organization\":"
-            JSONText.appendString(org, to: &s)
-        }
-        if let iss = facts.issuer {
-            s += ",\"issuer\":"
-            JSONText.appendString(iss, to: &s)
-        }
+        Self.appendIfPresent("organization", facts.organization, to: &s)
+        Self.appendIfPresent("issuer", facts.issuer, to: &s)
         s += ",\"agent\":"
         Self.appendOptional(facts.agent, to: &s)
-        if let proof = facts.proof {
-            s += ",\"proof\":"
-            JSONText.appendString(proof, to: &s)
-        }
-        if let id = facts.approval {
-            s += ",\"approval\":"
-            JSONText.appendString(id, to: &s)
-        }
+        Self.appendIfPresent("proof", facts.proof, to: &s)
+        Self.appendIfPresent("approval", facts.approval, to: &s)
         s += ",\"chain\":"
         JSONText.appendArray(facts.chain, to: &s)
         s += ",\"route\":"
@@ -66,6 +54,15 @@ public struct AccessRecord: Sendable, Equatable {
         s += ",\"peer\":"
         JSONText.appendString(peer, to: &s)
         s += "}\n"
+    }
+
+    /// `,"name":"value"`, or nothing when there is no value.
+    private static func appendIfPresent(_ name: String, _ v: String?, to s: inout String) {
+        guard let v else { return }
+        s += ",\""
+        s += name
+        s += "\":"
+        JSONText.appendString(v, to: &s)
     }
 
     private static func appendOptional(_ v: String?, to s: inout String) {

@@ -27,7 +27,9 @@ def provider(tmp_path_factory):
     ca = make_ca("test OP CA")
     (d / "ca.pem").write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
     cert, key = issue(ca, "localhost", server=True).write(d, "op")
-    op = CIBAProvider(cert, key, "mandate-proxy", "op s3cret&", interval=1)
+    # RFC 6749 §2.3.1: the proxy form-encodes the secret before Basic; "+" would read as a space
+    # if it did not.
+    op = CIBAProvider(cert, key, "mandate-proxy", "op s3cret&+", interval=1)
     op.ca_file = str(d / "ca.pem")
     yield op
     op.stop()
@@ -37,7 +39,7 @@ class ApprovingProxy:
     def __init__(self, d: Path, upstream_port: int, principals: dict, provider: CIBAProvider, wait: str = "15s"):
         self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
-        (d / "op.secret").write_text("op s3cret&\n")
+        (d / "op.secret").write_text("op s3cret&+\n")
         block = (f"approval_wait {wait};\n"
                  f"ciba_provider {provider.issuer} {{ backchannel_endpoint {provider.issuer}/bc-authorize; "
                  f"token_endpoint {provider.issuer}/token; client_id mandate-proxy; client_secret_file op.secret; "

@@ -32,13 +32,7 @@ class AuditedProxy:
         self.proxy = Proxy(str(conf), self.port, d / "proxy.log")
 
     def send(self, headers: dict, path="/echo/x"):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        try:
-            c.request("GET", path, headers=headers)
-            r = c.getresponse()
-            return outcome_from_response(r.status, r.getheaders(), r.read())
-        finally:
-            c.close()
+        return self.proxy.send("GET", path, headers)
 
 
 def records(path: Path) -> list[dict]:

@@ -290,38 +290,13 @@ def test_the_admin_api_under_attack(held, ids):
     assert ok.status == 200, str(ok)
 
 
-def test_slow_admin_clients_cannot_hold_every_place(held, ids):
-    # 32 connections (all the admin listener takes) each trickle a byte every 2 s, never
-    # finishing a request; once their time is up, the admin API answers again.
+def outlasts_slow_clients(port: int, places: int, probe) -> object:
+    """`places` connections (all the listener takes) each trickle a byte every 2 s, never
+    finishing a request; once their time is up (10 s per request), `probe()` is answered again.
+    What `probe` returned, or None if it never got through in ~24 s."""
     slow = []
-    for _ in range(32):
-        s = socket.create_connection(("127.0.0.1", held.admin_port))
-        s.sendall(b"G")
-        slow.append(s)
-    served = None
-    for _ in range(12):  # at most ~24 s of trickling
-        time.sleep(2)
-        for s in slow:
-            try:
-                s.sendall(b"E")
-            except OSError:
-                pass
-        try:
-            served = held.api("GET", "/v1/agents")
-            break
-        except (OSError, urllib.error.URLError, http.client.HTTPException):
-            continue
-    for s in slow:
-        s.close()
-    assert served is not None and served[0] == 200, "slow clients kept the admin API's places"
-
-
-def test_slow_clients_cannot_hold_every_place_of_the_approval_listener(held):
-    # 64 connections (all the approval listener takes) trickle a byte every 2 s; once their
-    # time is up, the discovery document is served again.
-    slow = []
-    for _ in range(64):
-        s = socket.create_connection(("127.0.0.1", held.approval_port))
+    for _ in range(places):
+        s = socket.create_connection(("127.0.0.1", port))
         s.sendall(b"G")
         slow.append(s)
     served = None
@@ -333,12 +308,24 @@ def test_slow_clients_cannot_hold_every_place_of_the_approval_listener(held):
             except OSError:
                 pass
         try:
-            c = http.client.HTTPConnection("127.0.0.1", held.approval_port, timeout=3)
-            c.request("GET", "/.well-known/openid-configuration")
-            served = c.getresponse().status
+            served = probe()
             break
-        except (OSError, http.client.HTTPException):
+        except (OSError, urllib.error.URLError, http.client.HTTPException):
             continue
     for s in slow:
         s.close()
-    assert served == 200, "slow clients kept the approval listener's places"
+    return served
+
+
+def test_slow_admin_clients_cannot_hold_every_place(held, ids):
+    served = outlasts_slow_clients(held.admin_port, 32, lambda: held.api("GET", "/v1/agents"))
+    assert served is not None and served[0] == 200, "slow clients kept the admin API's places"
+
+
+def test_slow_clients_cannot_hold_every_place_of_the_approval_listener(held):
+    def discovery():
+        c = http.client.HTTPConnection("127.0.0.1", held.approval_port, timeout=3)
+        c.request("GET", "/.well-known/openid-configuration")
+        return c.getresponse().status
+
+    assert outlasts_slow_clients(held.approval_port, 64, discovery) == 200, "slow clients kept the approval listener's places"

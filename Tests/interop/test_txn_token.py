@@ -59,13 +59,7 @@ class TxnProxy:
         return f"http://127.0.0.1:{self.admin}/.well-known/jwks.json"
 
     def send(self, headers: dict, path="/echo/x"):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        try:
-            c.request("GET", path, headers=headers)
-            r = c.getresponse()
-            return outcome_from_response(r.status, r.getheaders(), r.read())
-        finally:
-            c.close()
+        return self.proxy.send("GET", path, headers)
 
 
 def test_upstream_verifies_the_txn_token_as_the_docs_show(tmp_path, upstream, ids):
