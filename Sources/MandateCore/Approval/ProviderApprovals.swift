@@ -78,7 +78,7 @@ public final class ProviderApprovals: ApprovalGate {
     }
 
     func open(_ request: ApprovalRequest, now: Int64) -> ApprovalState {
-        let id = Base64URL.encode(Random.bytes(32))
+        let id = BackchannelRequests.newID()  // the same approval ids as the built-in service's
         let entry = Entry(request: request, phase: .asking, interval: 5, expiresAt: now + expiresIn)
         let admitted = entries.withLock { m -> Bool in
             if m.count >= Self.maxEntries { m = m.filter { $0.value.expiresAt > now } }
